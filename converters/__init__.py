@@ -1,0 +1,1 @@
+"""Keras to TFLite conversion targets."""

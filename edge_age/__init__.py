@@ -1,0 +1,7 @@
+"""edge-age: face age and gender estimation from training to small devices."""
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("edge-age")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+src"

@@ -1,0 +1,3 @@
+from edge_age.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""UTKFace-style face crops: reading, labels, cache, audit and split."""

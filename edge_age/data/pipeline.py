@@ -1,0 +1,131 @@
+"""The tf.data input pipeline for training and evaluating the two-head age/gender model.
+
+Each batch is ``(x, targets, sample_weight)``: ``x`` float32 RGB faces normalised
+with the constants of :mod:`firmware_host.preprocess` (the device uses the same),
+``targets = {"age": Gaussian label distribution over ages 0..max_age,
+"gender": 0./1. of shape [1]}`` and ``sample_weight = {"age": 1, "gender": 0 where
+the gender is unknown (-1), else 1}``.
+
+Images are gathered by index from one in-memory tensor, a whole batch at a time.
+Augmentation (training only) works on 0..255 float pixels before normalisation:
+flip, rotation, shift, scale and any resize to ``input_size`` as one bilinear
+affine warp, then brightness and contrast, then clipping. It is deterministic
+given ``seed``: each epoch reshuffles and redraws, the same way every run.
+TensorFlow is imported inside the functions, so this module imports without it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+MAX_ROTATION_DEG = 10.0
+MAX_SHIFT = 0.08
+MAX_SCALE = 0.10
+MAX_BRIGHTNESS = 0.15  # fraction of the 0..255 range
+MAX_CONTRAST = 0.20
+
+
+def gaussian_targets(ages: np.ndarray, sigma: float = 2.0, max_age: int = 116) -> np.ndarray:
+    """Per age, a Gaussian over the integer ages 0..max_age centred on it, summing to 1: float32 (N, max_age+1)."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, not {sigma}")
+    grid = np.arange(max_age + 1, dtype=np.float64)
+    dist = np.exp(-0.5 * ((grid[None, :] - np.asarray(ages, np.float64).reshape(-1, 1)) / sigma) ** 2)
+    return (dist / dist.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_dataset(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, *, batch_size: int = 64,
+                 training: bool = False, augment: float = 1.0, seed: int = 0, input_size: int | None = None,
+                 sigma: float = 2.0, max_age: int = 116) -> "tf.data.Dataset":
+    """Batches of ``(x, targets, sample_weight)`` from uint8 RGB ``images`` (N, S, S, 3) and their labels.
+
+    ``training`` shuffles (seeded, anew each epoch) and augments with strength
+    ``augment`` (0 disables); ``input_size`` resizes the faces (bilinear).
+    The last batch may be smaller.
+    """
+    import tensorflow as tf
+
+    ages, genders = _check(images, ages, genders, max_age)
+    size = int(input_size or images.shape[1])
+    pixels = tf.constant(np.array(images, dtype=np.uint8))  # a copy: the source may be a read-only memmap
+    age_targets = tf.constant(gaussian_targets(ages, sigma, max_age))
+    gender_targets = tf.constant((genders == 1).astype(np.float32)[:, None])
+    gender_weights = tf.constant((genders >= 0).astype(np.float32))
+    augmenting = training and augment > 0
+
+    def load(idx, batch_seed=None):
+        x = tf.cast(tf.gather(pixels, idx), tf.float32)
+        if augmenting:
+            x = _augment(x, batch_seed, augment, size)
+        elif size != images.shape[1]:
+            x = tf.clip_by_value(tf.image.resize(x, (size, size), method="bilinear"), 0.0, 255.0)
+        x = x * PIXEL_SCALE + PIXEL_OFFSET
+        targets = {"age": tf.gather(age_targets, idx), "gender": tf.gather(gender_targets, idx)}
+        weights = {"age": tf.ones(tf.shape(idx), tf.float32), "gender": tf.gather(gender_weights, idx)}
+        return x, targets, weights
+
+    ds = tf.data.Dataset.range(len(ages))
+    if training:
+        ds = ds.shuffle(max(len(ages), 1), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    if augmenting:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds)
+    # deterministic even when training: batch contents are fixed by the seeds, and so is their order
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, max_age: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate the arrays; return ages and genders as int64."""
+    ages, genders = np.asarray(ages, np.int64).ravel(), np.asarray(genders, np.int64).ravel()
+    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"images must be (N, S, S, 3), not {images.shape}")
+    if not len(images) == len(ages) == len(genders):
+        raise ValueError(f"{len(images)} images, {len(ages)} ages and {len(genders)} genders")
+    if ages.size and (ages.min() < 0 or ages.max() > max_age):
+        raise ValueError(f"ages must lie in 0..{max_age}")
+    if not np.isin(genders, (-1, 0, 1)).all():
+        raise ValueError("genders must be 0, 1 or -1 (unknown)")
+    return ages, genders
+
+
+def _augment(x: "tf.Tensor", seed: "tf.Tensor", strength: float, size: int) -> "tf.Tensor":
+    """Randomly warp, brighten and contrast a float 0..255 batch; output (B, size, size, 3) in 0..255."""
+    import tensorflow as tf
+
+    u = tf.random.stateless_uniform([tf.shape(x)[0], 7], seed, minval=-1.0, maxval=1.0)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=_affine(u[:, :5], strength, x.shape[1], size), output_shape=[size, size],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    brightness = (u[:, 5] * MAX_BRIGHTNESS * strength * 255.0)[:, None, None, None]
+    contrast = (1.0 + u[:, 6] * MAX_CONTRAST * strength)[:, None, None, None]
+    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+    return tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 255.0)
+
+
+def _affine(u: "tf.Tensor", strength: float, src: int, dst: int) -> "tf.Tensor":
+    """Rows ``[a0, a1, a2, b0, b1, b2, 0, 0]`` mapping output to input pixels, from uniforms in [-1, 1].
+
+    Columns of ``u``: flip (when negative), rotation, shift x, shift y, scale.
+    About the image centre, so that with no augmentation it is a half-pixel bilinear resize.
+    """
+    import tensorflow as tf
+
+    flip = tf.where(u[:, 0] < 0, -1.0, 1.0)
+    angle = u[:, 1] * np.deg2rad(MAX_ROTATION_DEG) * strength
+    shift_x, shift_y = (u[:, 2] * MAX_SHIFT * strength * src, u[:, 3] * MAX_SHIFT * strength * src)
+    zoom = (src / dst) / (1.0 + u[:, 4] * MAX_SCALE * strength)
+    cos, sin = tf.cos(angle) * zoom, tf.sin(angle) * zoom
+    a0, a1, b0, b1 = cos * flip, -sin, sin * flip, cos
+    c_src, c_dst = (src - 1) / 2.0, (dst - 1) / 2.0
+    a2 = c_src - (a0 + a1) * c_dst + shift_x
+    b2 = c_src - (b0 + b1) * c_dst + shift_y
+    zeros = tf.zeros_like(a0)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)

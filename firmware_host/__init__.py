@@ -1,0 +1,1 @@
+"""On-device runtime of edge-age: LiteRT, numpy and OpenCV only, never TensorFlow."""

@@ -1,0 +1,69 @@
+"""Shared fixtures: real data from ../shared, an isolated image cache, CLI runs in a subprocess."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+UTK64 = SHARED / "data" / "utkface64"
+UTK200 = SHARED / "data" / "utkface_part1_200"
+
+os.environ["EDGE_AGE_CACHE"] = tempfile.mkdtemp(prefix="edge-age-test-cache-")
+os.environ.pop("EDGE_AGE_DATA", None)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+if not UTK64.is_dir():
+    pytest.exit(f"the shared data folder {UTK64} is missing: tests need ../shared beside the project", returncode=3)
+
+
+def sample_names(folder: Path, n: int, extra: tuple[str, ...] = ()) -> list[str]:
+    """Every k-th file name of ``folder`` (deterministic), plus ``extra``."""
+    names = sorted(os.listdir(folder))
+    step = max(len(names) // n, 1)
+    return sorted(set(names[::step][:n]) | set(extra))
+
+
+def copy_slice(folder: Path, dest: Path, names: list[str]) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(folder / name, dest / name)
+    return dest
+
+
+# Real quirks of utkface64: malformed names and byte-identical pairs (one with conflicting labels).
+MALFORMED64 = ("24_0_1_20170116220224657 .jpg.chip.jpg", "55_0_0_20170116232725357jpg.chip.jpg",
+               "39_1_20170116174525125.jpg.chip.jpg", "14_0_0_2017011022340900.jpg.chip.jpg",
+               "28_1_2_201701161846515488.jpg.chip.jpg")
+
+
+@pytest.fixture(scope="session")
+def slice64(tmp_path_factory) -> Path:
+    """About 300 real 64x64 faces, including malformed names and duplicate groups."""
+    from tests.dupes import duplicate_groups
+    groups = duplicate_groups(UTK64)[:20]
+    extra = MALFORMED64 + tuple(n for g in groups for n in g)
+    return copy_slice(UTK64, tmp_path_factory.mktemp("utk64"), sample_names(UTK64, 260, extra))
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``edge-age ARGS`` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "edge_age", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=600)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A clear one-line error, a non-zero exit and no traceback."""
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("edge-age: error:")]
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
