@@ -100,6 +100,77 @@ def _print_check(report: dict) -> None:
                f"({report['largest_difference_in']}); groups on several sides: {report['groups_on_several_sides']}")
 
 
+@app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    split: Path = typer.Option(..., help="Split CSV from 'edge-age data split'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    preset: Optional[str] = typer.Option(None, help="Start from a preset: reference or tiny."),
+    arch: Optional[str] = typer.Option(None, help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
+    alpha: Optional[float] = typer.Option(None, help="Width multiplier."),
+    input_size: Optional[int] = typer.Option(None, help="Input size in pixels (square)."),
+    minimalistic: Optional[bool] = typer.Option(None, help="MobileNetV3 minimalistic (no SE, no hard-swish)."),
+    head: Optional[str] = typer.Option(None, help="Age head: ldl (label distribution) or regression."),
+    epochs: Optional[int] = typer.Option(None),
+    batch: Optional[int] = typer.Option(None),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (cosine schedule with warm-up)."),
+    sigma: Optional[float] = typer.Option(None, help="Spread of the Gaussian age targets, in years."),
+    weights: Optional[Path] = typer.Option(None, help="ImageNet no-top .h5 for the backbone; none = from scratch."),
+    augment: Optional[float] = typer.Option(None, help="Augmentation strength (0 = none)."),
+    qat_epochs: Optional[int] = typer.Option(None, help="Quantization-aware fine-tuning epochs after float training."),
+    patience: Optional[int] = typer.Option(None, help="Early stopping patience on validation MAE, in epochs."),
+    seed: Optional[int] = typer.Option(None),
+    strategy: Optional[str] = typer.Option(None, help="default, mirrored or multi-worker (TF_CONFIG)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+) -> None:
+    """Train the age/gender model (float, then quantization-aware) and evaluate it on the test side."""
+    from dataclasses import replace
+
+    from edge_age.models import ModelSpec
+    from edge_age.training import PRESETS, TrainConfig, train as run_training
+
+    if preset and preset not in PRESETS:
+        raise EdgeAgeError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    config = TrainConfig(**PRESETS.get(preset or "", {}))
+    given = {k: v for k, v in dict(arch=arch, alpha=alpha, input_size=input_size, minimalistic=minimalistic,
+                                      head=head).items() if v is not None}
+    spec = replace(config.spec, **given) if given else config.spec
+    options = {k: v for k, v in dict(epochs=epochs, batch=batch, lr=lr, sigma=sigma, augment=augment,
+                                     qat_epochs=qat_epochs, patience=patience, seed=seed, strategy=strategy,
+                                     weights=str(weights) if weights else None).items() if v is not None}
+    config = replace(config, spec=ModelSpec(**spec.to_dict()).check(), **options)
+    metrics = run_training(data, split, out, config, resume=resume)
+    for phase in ("float", "qat"):
+        if phase in metrics:
+            m = metrics[phase]
+            typer.echo(f"{phase}: test MAE {m['mae']:.2f}, CS@5 {m['cs5']:.1%}, "
+                       f"gender {m.get('gender_accuracy', float('nan')):.1%} (n={m['n']})")
+    typer.echo(f"wrote {out} in {metrics['train_minutes']} min")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="A .keras/.h5 (float or QAT) or .tflite model."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    split: Optional[Path] = typer.Option(None, help="Split CSV: evaluate on one side of it."),
+    subset: str = typer.Option("test", help="train, val or test (with --split)."),
+    labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the plots."),
+) -> None:
+    """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns and plots."""
+    from edge_age.evaluation import evaluate_file, write_json
+
+    if split and labels:
+        raise EdgeAgeError("give --split or --labels, not both")
+    result, _ = evaluate_file(model, data, split, subset, labels, out)
+    if json_out:
+        write_json(result, json_out)
+    gender = f", gender {result['gender_accuracy']:.1%} (AUC {result['gender_auc']:.3f})" if "gender_accuracy" in result else ""
+    typer.echo(f"{model.name}: n={result['n']}, MAE {result['mae']:.2f}, CS@5 {result['cs5']:.1%}, "
+               f"epsilon {result['epsilon_error']:.3f}{gender}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:

@@ -1,0 +1,140 @@
+"""``edge-age evaluate``: accuracy of a Keras (float or QAT) or TFLite model on labelled faces."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_age.data.faceset import load_faces
+from edge_age.metrics import age_confusion, age_metrics, breakdown
+from firmware_host import atomic
+from firmware_host.errors import EdgeAgeError
+from firmware_host.postprocess import expected_age
+
+
+@dataclass
+class Labelled:
+    """Faces to evaluate on, with their labels (``-1`` where unknown)."""
+
+    images: np.ndarray
+    ages: np.ndarray
+    genders: np.ndarray
+    races: np.ndarray
+    files: list[str]
+
+
+def _ages_from_output(age: np.ndarray) -> np.ndarray:
+    """Expected age from logits over ages, or the value of a regression head."""
+    return expected_age(age)[0] if age.shape[-1] > 1 else age[:, 0].astype(np.float64)
+
+
+def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) for uint8 RGB faces."""
+    from firmware_host.preprocess import normalize
+    ages, genders = [], []
+    for start in range(0, len(images), batch):
+        out = model(normalize(np.asarray(images[start:start + batch])), training=False)
+        age = next(v for k, v in out.items() if k.endswith("age"))
+        gender = next(v for k, v in out.items() if k.endswith("gender"))
+        ages.append(_ages_from_output(np.asarray(age)))
+        genders.append(np.asarray(gender)[:, 0])
+    return np.concatenate(ages), np.concatenate(genders)
+
+
+def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) from a ``.tflite`` file through LiteRT."""
+    from firmware_host.interpreter import invoke, make_interpreter, pick_outputs
+    interpreter = make_interpreter(path, threads=threads)
+    ages, genders = [], []
+    for start in range(0, len(images), batch):
+        age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
+        ages.append(_ages_from_output(age))
+        genders.append(gender)
+    return np.concatenate(ages), np.concatenate(genders)
+
+
+def score(pred_age, pred_gender, faces: Labelled) -> dict:
+    """Metrics, breakdowns and the age-group confusion matrix."""
+    has_gender = (faces.genders >= 0).any()
+    out = age_metrics(pred_age, faces.ages, pred_gender if has_gender else None, faces.genders if has_gender else None)
+    out["breakdown"] = breakdown(pred_age, faces.ages, pred_gender if has_gender else None, faces.genders, faces.races)
+    out["age_confusion"] = age_confusion(pred_age, faces.ages)
+    return out
+
+
+def evaluate_arrays(model, faces) -> dict:
+    """Score a Keras model on labelled faces (a training ``Arrays`` or a ``Labelled``)."""
+    pred_age, pred_gender = predict_keras(model, faces.images)
+    return score(pred_age, pred_gender, faces)
+
+
+def model_input_size(path: Path) -> int:
+    """The square input size of a model file, read without running it."""
+    if path.suffix == ".tflite":
+        from firmware_host.interpreter import input_size, make_interpreter
+        return input_size(make_interpreter(path))
+    from edge_age.training import load_model
+    return int(load_model(path).input_shape[1])
+
+
+def labelled_faces(data, size: int, split: Path | None = None, subset: str = "test",
+                   labels: Path | None = None) -> Labelled:
+    """Faces with labels from a split side, a labels CSV, or every readable file name of ``data``."""
+    faces = load_faces(data, size=size)
+    index = faces.index()
+    if split:
+        from edge_age.data.split import read_split
+        rows = [(r.file, r.age, r.gender, r.race) for r in read_split(split).side(subset)]
+    elif labels:
+        rows = read_labels(labels)
+    else:
+        rows = [(n, lab.age, lab.gender, lab.race) for n, lab in zip(faces.names, faces.labels) if lab.usable]
+    missing = [r[0] for r in rows if r[0] not in index]
+    if missing:
+        raise EdgeAgeError(f"{len(missing)} labelled files are not in {faces.root} (first: {missing[0]})")
+    if not rows:
+        raise EdgeAgeError("no labelled faces to evaluate on")
+    idx = np.array([index[r[0]] for r in rows])
+    return Labelled(np.asarray(faces.images[idx]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]),
+                    np.array([r[3] for r in rows]), [r[0] for r in rows])
+
+
+def read_labels(path: Path) -> list[tuple[str, int, int, int]]:
+    """Rows ``(file, age, gender, -1)`` of a CSV with columns ``file``, ``age`` and optionally ``gender``."""
+    try:
+        reader = csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines())
+        if not {"file", "age"} <= set(reader.fieldnames or ()):
+            raise EdgeAgeError(f"labels file {path} needs the columns file and age, has {reader.fieldnames}")
+        return [(r["file"], int(r["age"]), int(r["gender"]) if r.get("gender", "") != "" else -1, -1) for r in reader]
+    except OSError as exc:
+        raise EdgeAgeError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise EdgeAgeError(f"labels file {path} has a bad value: {exc}") from None
+
+
+def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "test", labels: Path | None = None,
+                  out: Path | None = None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
+    """Score a ``.keras``/``.h5``/``.tflite`` model file; with ``out``, write plots there."""
+    model = Path(model)
+    if not model.is_file():
+        raise EdgeAgeError(f"model file {model} does not exist")
+    faces = labelled_faces(data, model_input_size(model), split, subset, labels)
+    if model.suffix == ".tflite":
+        pred_age, pred_gender = predict_tflite(model, faces.images)
+    else:
+        from edge_age.training import load_model
+        pred_age, pred_gender = predict_keras(load_model(model), faces.images)
+    result = {"model": str(model), **score(pred_age, pred_gender, faces)}
+    if out:
+        from edge_age.plots import error_by_age, predicted_vs_true
+        out = atomic.writable_dir(out)
+        predicted_vs_true(pred_age, faces.ages, out / "predicted_vs_true.png")
+        error_by_age(pred_age, faces.ages, out / "error_by_age.png")
+    return result, (pred_age, pred_gender, faces)
+
+
+def write_json(result: dict, path: Path) -> None:
+    atomic.write_text(path, json.dumps(result, indent=1))

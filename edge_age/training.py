@@ -1,0 +1,287 @@
+"""``edge-age train``: float training, then quantization-aware fine-tuning, resumable.
+
+A run folder holds ``config.json``, ``history.csv``, ``curves.png``, the best float
+model ``model.keras``, the QAT model ``qat.h5`` (HDF5: a QAT ``.keras`` does not
+load back), ``metrics.json`` and ``MODEL_CARD.md``. ``backup/`` keeps the state of
+an unfinished phase so that ``--resume`` continues from the last finished epoch.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_age.data.faceset import load_faces
+from edge_age.data.pipeline import make_dataset
+from edge_age.data.split import Split, file_hash, read_split
+from edge_age.losses import age_loss_and_metric
+from edge_age.models import ModelSpec, build_model
+from edge_age.tf_setup import keras, tensorflow
+from firmware_host import atomic
+from firmware_host.errors import EdgeAgeError
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (written to ``config.json``)."""
+
+    spec: ModelSpec = field(default_factory=ModelSpec)
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 1e-3
+    sigma: float = 2.0
+    augment: float = 1.0
+    weights: str | None = None
+    qat_epochs: int = 0
+    qat_lr: float = 1e-4
+    patience: int = 8
+    seed: int = 0
+    strategy: str = "default"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "spec": self.spec.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**{**d, "spec": ModelSpec(**d["spec"])})
+
+
+@dataclass
+class Arrays:
+    """One side of the split as arrays."""
+
+    images: np.ndarray
+    ages: np.ndarray
+    genders: np.ndarray
+    races: np.ndarray
+    files: list[str]
+
+
+def split_arrays(data, split: Split, size: int) -> dict[str, Arrays]:
+    """Images and labels of each side of ``split``, read from ``data`` through the cache."""
+    faces = load_faces(data, size=size)
+    index = faces.index()
+    missing = [r.file for r in split.rows if r.file not in index]
+    if missing:
+        raise EdgeAgeError(f"the split file does not match {faces.root}: {len(missing)} of its files are not there "
+                           f"(first: {missing[0]})")
+    out = {}
+    for side in ("train", "val", "test"):
+        rows = split.side(side)
+        idx = np.array([index[r.file] for r in rows], dtype=np.int64)
+        out[side] = Arrays(np.asarray(faces.images[idx]) if len(idx) else np.zeros((0, size, size, 3), np.uint8),
+                           np.array([r.age for r in rows]), np.array([r.gender for r in rows]),
+                           np.array([r.race for r in rows]), [r.file for r in rows])
+    return out
+
+
+def _strategy(name: str):
+    tf = tensorflow()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if not tf.config.list_physical_devices("GPU"):  # two logical CPUs, so that there is something to mirror
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            try:
+                tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+            except RuntimeError:
+                pass  # already initialised: use what exists
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise EdgeAgeError(f"unknown strategy {name!r}; choose default, mirrored or multi-worker")
+
+
+def output_keys(model) -> list[str]:
+    """Keys of the model's outputs: its dict keys, else its output names (which QAT prefixes with ``quant_``)."""
+    return list(model.output) if isinstance(model.output, dict) else list(model.output_names)
+
+
+def compile_model(model, config: TrainConfig, lr) -> None:
+    """Compile with the age and gender losses, keyed by the model's outputs."""
+    k = keras()
+    names = output_keys(model)
+    age_name = next(n for n in names if n.endswith("age"))
+    gender_name = next(n for n in names if n.endswith("gender"))
+    loss, metric = age_loss_and_metric(config.spec.head)
+    model.compile(optimizer=k.optimizers.Adam(lr),
+                  loss={age_name: loss, gender_name: "binary_crossentropy"},
+                  weighted_metrics={age_name: [metric], gender_name: ["accuracy"]})
+
+
+def rekey(ds, output_names):
+    """Rename the pipeline's ``age``/``gender`` keys to the model's output keys."""
+    mapping = {("age" if n.endswith("age") else "gender"): n for n in output_names}
+    if all(k == v for k, v in mapping.items()):
+        return ds
+    return ds.map(lambda x, y, w: (x, {mapping[k]: v for k, v in y.items()}, {mapping[k]: v for k, v in w.items()}))
+
+
+class BestWeights:
+    """Keras callback factory: keep the weights of the epoch with the lowest validation MAE, atomically."""
+
+    def __new__(cls, path: Path):
+        k = keras()
+
+        class _Best(k.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best = np.inf
+                if path.with_suffix(".json").is_file():
+                    self.best = json.loads(path.with_suffix(".json").read_text())["val_mae"]
+
+            def on_epoch_end(self, epoch, logs=None):
+                val = val_mae(logs or {})
+                if val is not None and val < self.best:
+                    self.best = val
+                    with atomic.atomic_path(path) as tmp:
+                        self.model.save_weights(str(tmp))
+                    atomic.write_text(path.with_suffix(".json"), json.dumps({"epoch": epoch + 1, "val_mae": val}))
+
+        return _Best()
+
+
+def val_mae(logs: dict) -> float | None:
+    keys = [k for k in logs if k.startswith("val_") and "mae_years" in k]
+    return float(logs[keys[0]]) if keys else None
+
+
+def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, epochs: int, lr: float, strategy):
+    """One training phase with backup/resume, best-weights checkpoint, early stopping and a CSV log."""
+    k = keras()
+    train = rekey(make_dataset(arrays["train"].images, arrays["train"].ages, arrays["train"].genders,
+                               batch_size=config.batch, training=True, augment=config.augment, seed=config.seed,
+                               sigma=config.sigma, max_age=config.spec.max_age), output_keys(model))
+    val = rekey(make_dataset(arrays["val"].images, arrays["val"].ages, arrays["val"].genders,
+                             batch_size=256, sigma=config.sigma, max_age=config.spec.max_age), output_keys(model))
+    steps = max(int(np.ceil(len(arrays["train"].ages) / config.batch)) * epochs, 1)
+    warmup = steps // 20 if phase == "float" else 0
+    schedule = k.optimizers.schedules.CosineDecay(lr if not warmup else 0.0, steps - warmup, alpha=0.01,
+                                                  warmup_target=lr if warmup else None, warmup_steps=warmup)
+    with strategy.scope():
+        compile_model(model, config, schedule)
+    metric = age_loss_and_metric(config.spec.head)[1].__name__
+    monitor = next(f"val_{n}_{metric}" for n in model.output_names if n.endswith("age"))  # logs use output names
+    callbacks = [
+        k.callbacks.BackupAndRestore(str(run / "backup" / phase), delete_checkpoint=True),
+        BestWeights(run / f"best_{phase}.h5"),
+        k.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, mode="min"),
+        k.callbacks.CSVLogger(str(run / f"history_{phase}.csv"), append=True),
+        k.callbacks.TerminateOnNaN(),
+    ]
+    model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks,
+              verbose=1 if sys.stdout.isatty() else 2)
+    model.load_weights(str(run / f"best_{phase}.h5"))
+
+
+def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
+    run = atomic.writable_dir(run)
+    saved = run / "config.json"
+    if resume:
+        if not saved.is_file():
+            raise EdgeAgeError(f"nothing to resume in {run}: no config.json")
+        return TrainConfig.from_dict(json.loads(saved.read_text()))
+    if saved.is_file():
+        raise EdgeAgeError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    return config
+
+
+PRESETS = {
+    "reference": dict(spec=ModelSpec("mobilenet_v2", 1.0, 64), epochs=30, qat_epochs=3, lr=1e-3),
+    "tiny": dict(spec=ModelSpec("mobilenet_v2", 0.35, 32), epochs=1, batch=16, qat_epochs=1, patience=2),
+}
+
+
+def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool = False) -> dict:
+    """Train (float, then QAT when ``config.qat_epochs``), evaluate on the test side, write the run folder."""
+    from edge_age.evaluation import evaluate_arrays
+    from edge_age.model_card import write_model_card
+    from edge_age.plots import training_curves
+
+    split = read_split(split_path)
+    config = _prepare_run(run, config, resume)
+    arrays = split_arrays(data, split, config.spec.input_size)
+    if not len(arrays["train"].ages) or not len(arrays["val"].ages):
+        raise EdgeAgeError("the split has no train or no validation images")
+    keras().utils.set_random_seed(config.seed)
+    started = time.time()
+    metrics: dict = {}
+    strategy = _strategy(config.strategy)
+    metrics["replicas"] = int(strategy.num_replicas_in_sync)
+    print(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
+    with strategy.scope():
+        model = build_model(config.spec, None if resume else config.weights)
+    atomic.write_text(run / "config.json", json.dumps(config.to_dict(), indent=1))
+    if not (run / "model.keras").is_file():
+        _fit(model, config, arrays, run, "float", config.epochs, config.lr, strategy)
+        save_model(model, run / "model.keras")
+    model = load_model(run / "model.keras")
+    held_out = "test" if len(arrays["test"].ages) else "val"
+    metrics["evaluated_on"] = held_out
+    metrics["float"] = evaluate_arrays(model, arrays[held_out])
+    if config.qat_epochs > 0:
+        with strategy.scope():
+            qat = quantize(model)
+        if not (run / "qat.h5").is_file():
+            _fit(qat, config, arrays, run, "qat", config.qat_epochs, config.qat_lr, strategy)
+            save_model(qat, run / "qat.h5")
+        metrics["qat"] = evaluate_arrays(load_model(run / "qat.h5"), arrays[held_out])
+    metrics["train_minutes"] = round((time.time() - started) / 60, 2)
+    metrics["split_sha256"] = file_hash(split_path)
+    atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1))
+    training_curves(run)
+    write_model_card(run, config, metrics, data, split_path)
+    shutil.rmtree(run / "backup", ignore_errors=True)
+    return metrics
+
+
+def quantize(model):
+    """A quantization-aware copy of a float model."""
+    import tensorflow_model_optimization as tfmot
+    return tfmot.quantization.keras.quantize_model(model)
+
+
+def save_model(model, path: Path) -> Path:
+    """Save graph and weights without optimizer state, atomically (``.h5`` for QAT models: ``.keras`` does not reload)."""
+    with atomic.atomic_path(path) as tmp:
+        if path.suffix == ".h5":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "HDF5 is legacy": it is the format a QAT model reloads from
+                model.save(str(tmp), include_optimizer=False)
+        else:
+            clean = keras().models.clone_model(model)
+            clean.set_weights(model.get_weights())
+            clean.save(str(tmp))
+    return path
+
+
+def load_model(path: str | Path):
+    """A float ``.keras``/``.h5`` or a QAT ``.h5`` model, uncompiled."""
+    import tensorflow_model_optimization as tfmot
+    k = keras()
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeAgeError(f"model file {path} does not exist")
+    try:
+        with tfmot.quantization.keras.quantize_scope():
+            return k.models.load_model(str(path), compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeAgeError(f"{path} is not a readable Keras model: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+
+
+def read_history(run: Path) -> dict[str, list[dict]]:
+    """The per-epoch logs of each phase."""
+    out = {}
+    for phase in ("float", "qat"):
+        path = run / f"history_{phase}.csv"
+        if path.is_file():
+            out[phase] = list(csv.DictReader(path.open()))
+    return out
