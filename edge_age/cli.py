@@ -86,6 +86,22 @@ def data_check(split: Path = typer.Argument(..., help="A split CSV written by 'e
     _print_check(check_split(read_split(split)))
 
 
+@data_app.command("calibration")
+def data_calibration(
+    split: Path = typer.Argument(..., help="A split CSV: images are drawn from its train side."),
+    out: Path = typer.Option(Path("calibration_data/train_manifest.csv"), "--out", "-o"),
+    n: int = typer.Option(1000, min=1, help="How many file names to list (any prefix is stratified)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write the int8 calibration manifest: training file names ordered so every prefix is stratified."""
+    from edge_age.calibration import choose, write_manifest
+    from edge_age.data.split import read_split
+
+    rows = choose(read_split(split), n, seed=seed)
+    write_manifest(rows, out)
+    typer.echo(f"wrote {out}: {len(rows)} training images, stratified by age bin, gender and race (seed {seed})")
+
+
 def _print_check(report: dict) -> None:
     sides = report["sides"]
     bins = list(next(iter(sides.values()))["age_bins"])
@@ -118,6 +134,7 @@ def train(
     weights: Optional[Path] = typer.Option(None, help="ImageNet no-top .h5 for the backbone; none = from scratch."),
     augment: Optional[float] = typer.Option(None, help="Augmentation strength (0 = none)."),
     qat_epochs: Optional[int] = typer.Option(None, help="Quantization-aware fine-tuning epochs after float training."),
+    qat_lr: Optional[float] = typer.Option(None, help="Peak learning rate of the QAT fine-tuning."),
     patience: Optional[int] = typer.Option(None, help="Early stopping patience on validation MAE, in epochs."),
     seed: Optional[int] = typer.Option(None),
     strategy: Optional[str] = typer.Option(None, help="default, mirrored or multi-worker (TF_CONFIG)."),
@@ -136,7 +153,7 @@ def train(
                                       head=head).items() if v is not None}
     spec = replace(config.spec, **given) if given else config.spec
     options = {k: v for k, v in dict(epochs=epochs, batch=batch, lr=lr, sigma=sigma, augment=augment,
-                                     qat_epochs=qat_epochs, patience=patience, seed=seed, strategy=strategy,
+                                     qat_epochs=qat_epochs, qat_lr=qat_lr, patience=patience, seed=seed, strategy=strategy,
                                      weights=str(weights) if weights else None).items() if v is not None}
     config = replace(config, spec=ModelSpec(**spec.to_dict()).check(), **options)
     metrics = run_training(data, split, out, config, resume=resume)
@@ -169,6 +186,32 @@ def evaluate(
     gender = f", gender {result['gender_accuracy']:.1%} (AUC {result['gender_auc']:.3f})" if "gender_accuracy" in result else ""
     typer.echo(f"{model.name}: n={result['n']}, MAE {result['mae']:.2f}, CS@5 {result['cs5']:.1%}, "
                f"epsilon {result['epsilon_error']:.3f}{gender}")
+
+
+@app.command()
+def convert(
+    model: Optional[Path] = typer.Argument(None, help="Float .keras/.h5 model [default: the bundled reference model]."),
+    targets: str = typer.Option("float32,float16,dynamic,int8,int8-qat,edgetpu", help="Comma-separated targets."),
+    out: Path = typer.Option(Path("runs/convert"), "--out", "-o", help="Folder for the .tflite files and reports."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Face crops for calibration and validation [default: $EDGE_AGE_DATA]."),
+    split: Optional[Path] = typer.Option(None, help="Split CSV: calibrate on its train side, validate on its test side."),
+    calib: int = typer.Option(300, min=1, help="Number of calibration images."),
+    calib_draw: str = typer.Option("stratified", help="stratified (by age bin, gender, race) or random."),
+    qat: Optional[Path] = typer.Option(None, help="The QAT twin [default: qat.h5 beside MODEL]."),
+    threshold: float = typer.Option(0.5, min=0.0, help="Reject a file whose MAE exceeds the float model's by more years."),
+) -> None:
+    """Convert to TFLite (float32, float16, dynamic, int8, int8-qat, edgetpu), validate each file, report."""
+    import os
+
+    from edge_age.convert import convert as run_convert, table
+
+    data = data or (Path(os.environ["EDGE_AGE_DATA"]) if os.environ.get("EDGE_AGE_DATA") else None)
+    if calib_draw not in ("stratified", "random"):
+        raise EdgeAgeError(f"--calib-draw must be stratified or random, not {calib_draw!r}")
+    report = run_convert(model, [t.strip() for t in targets.split(",") if t.strip()], out, data, split, calib,
+                         qat, threshold, stratified=calib_draw == "stratified")
+    typer.echo(table(report))
+    typer.echo(f"wrote {out}/convert_report.md and convert_report.json")
 
 
 def main() -> None:

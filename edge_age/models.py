@@ -13,6 +13,7 @@ from edge_age.data.names import MAX_AGE
 from edge_age.tf_setup import keras
 from firmware_host.errors import EdgeAgeError
 
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 HEADS = ("ldl", "regression")
 
@@ -28,6 +29,7 @@ class ModelSpec:
     minimalistic: bool = False
     dropout: float = 0.2
     max_age: int = MAX_AGE
+    bn_momentum: float = 0.99  # Keras' MobileNets use 0.999: validation then lags training by thousands of steps
 
     def check(self) -> "ModelSpec":
         if self.arch not in ARCHITECTURES:
@@ -61,6 +63,9 @@ def build_model(spec: ModelSpec, weights: str | Path | None = None):
     backbone = _backbone(spec, image)
     if weights:
         load_backbone_weights(backbone, weights)
+    for layer in backbone.layers:
+        if isinstance(layer, k.layers.BatchNormalization):
+            layer.momentum = spec.bn_momentum
     x = k.layers.Dropout(spec.dropout, name="head_dropout")(backbone.output)
     units = spec.max_age + 1 if spec.head == "ldl" else 1
     age = k.layers.Dense(units, name="age")(x)
@@ -79,3 +84,11 @@ def load_backbone_weights(backbone, path: str | Path) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeAgeError(f"weights {path.name} do not fit {backbone.name} "
                            f"(another architecture or width?): {first[:200]}") from None
+
+
+def reference_model(kind: str = "float") -> Path:
+    """The bundled reference model: ``float`` (``model.keras``) or ``qat`` (``qat.h5``)."""
+    path = REFERENCE_DIR / {"float": "model.keras", "qat": "qat.h5"}[kind]
+    if not path.is_file():
+        raise EdgeAgeError(f"the bundled reference model {path.name} is missing from {REFERENCE_DIR}: run 'make reference'")
+    return path

@@ -195,7 +195,7 @@ def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
 
 
 PRESETS = {
-    "reference": dict(spec=ModelSpec("mobilenet_v2", 1.0, 64), epochs=30, qat_epochs=3, lr=1e-3),
+    "reference": dict(spec=ModelSpec("mobilenet_v2", 1.0, 96), epochs=24, qat_epochs=3, lr=1e-3, qat_lr=3e-5),
     "tiny": dict(spec=ModelSpec("mobilenet_v2", 0.35, 32), epochs=1, batch=16, qat_epochs=1, patience=2),
 }
 

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 UTK64 = SHARED / "data" / "utkface64"
 UTK200 = SHARED / "data" / "utkface_part1_200"
+IMAGENET = SHARED / "models" / "imagenet" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+TINY = ["--preset", "tiny", "--input-size", "32"]
 
 os.environ["EDGE_AGE_CACHE"] = tempfile.mkdtemp(prefix="edge-age-test-cache-")
 os.environ.pop("EDGE_AGE_DATA", None)
@@ -67,3 +69,36 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
     assert len(lines) == 1, proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="session")
+def faces(tmp_path_factory):
+    """160 real faces for training and conversion tests."""
+    return copy_slice(UTK64, tmp_path_factory.mktemp("train64"), sample_names(UTK64, 160))
+
+
+@pytest.fixture(scope="session")
+def split(faces, tmp_path_factory):
+    path = tmp_path_factory.mktemp("split") / "split.csv"
+    proc = run_cli("data", "split", faces, "--out", path, "--train", "0.6", "--val", "0.2", "--test", "0.2")
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(faces, split, tmp_path_factory):
+    """One real `edge-age train` run of a tiny MobileNetV2: one float epoch, one QAT epoch."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = run_cli("train", "--data", faces, "--split", split, "--out", run, *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def converted(tiny_run, faces, split, tmp_path_factory):
+    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely trained)."""
+    out = tmp_path_factory.mktemp("convert")
+    proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", out,
+                   "--calib", "30", "--threshold", "100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

@@ -8,32 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, SHARED, UTK64, assert_user_error, copy_slice, run_cli, sample_names
-
-IMAGENET = SHARED / "models" / "imagenet" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-TINY = ["--preset", "tiny", "--input-size", "32"]
-
-
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory):
-    return copy_slice(UTK64, tmp_path_factory.mktemp("train64"), sample_names(UTK64, 160))
-
-
-@pytest.fixture(scope="module")
-def split(faces, tmp_path_factory):
-    path = tmp_path_factory.mktemp("split") / "split.csv"
-    proc = run_cli("data", "split", faces, "--out", path, "--train", "0.6", "--val", "0.2", "--test", "0.2")
-    assert proc.returncode == 0, proc.stderr
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_run(faces, split, tmp_path_factory):
-    """One real `edge-age train` run: one float epoch, one QAT epoch."""
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    proc = run_cli("train", "--data", faces, "--split", split, "--out", run, *TINY)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run
+from tests.conftest import IMAGENET, ROOT, TINY, assert_user_error, run_cli
 
 
 def test_loss_falls_on_real_faces(faces):
@@ -86,9 +61,10 @@ def test_qat_model_reloads_identically(tiny_run):
 
 
 def test_evaluate_keras_against_float32_tflite(tiny_run, faces, split, tmp_path):
-    from converters.targets import convert
+    from converters.targets import target
     from edge_age.training import load_model
-    tflite = convert(load_model(tiny_run / "model.keras"), "float32", tmp_path / "model.tflite")
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(target("float32").build(load_model(tiny_run / "model.keras")))
     results = {}
     for model in (tiny_run / "model.keras", tflite):
         out = tmp_path / model.suffix[1:]

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge_age.data.faceset import FaceSet
+from edge_age.data.names import parse_name
 
 NEAR_HASH_BITS = 8
 NEAR_MIN_CORRELATION = 0.95
@@ -98,7 +99,7 @@ class Audit:
         return {
             "images": len(self.faces.names) + len(self.faces.unreadable),
             "parsed": sum(lab.usable for lab in labels),
-            "malformed": sum(lab.malformed for lab in labels) + sum(_malformed_name(n) for n, _ in self.faces.unreadable),
+            "malformed": sum(lab.malformed for lab in labels) + sum(parse_name(n).malformed for n, _ in self.faces.unreadable),
             "recovered": sum(lab.usable and lab.malformed for lab in labels),
             "set_aside": sum(not lab.usable for lab in labels),
             "unreadable": len(self.faces.unreadable),
@@ -112,11 +113,6 @@ class Audit:
             "near_duplicate_rule": {"hash": "pHash (64-bit DCT)", "max_hamming_bits": NEAR_HASH_BITS,
                                     "min_grey_correlation": NEAR_MIN_CORRELATION},
         }
-
-
-def _malformed_name(name: str) -> bool:
-    from edge_age.data.names import parse_name
-    return parse_name(name).malformed
 
 
 def label_tuples(faces: FaceSet, group: list[int]) -> set[tuple[int, int, int]]:
