@@ -208,12 +208,6 @@ def _one(name, models, source_path, calibration, validation, keras_preds, keras_
     path.write_bytes(t.build(models[t.source], calibration=representative if t.calibrated else None))
     info = model_info(path, name, source_path)
     details = {"source": t.source, "device": t.device, **_describe(path)}
-    if name == "edgetpu":
-        from converters.edgetpu import check, compile_edgetpu
-        compat = check(path)
-        details["edgetpu"] = compat.to_dict()
-        compiled = compile_edgetpu(path, staging)
-        details["edgetpu_compiler"] = compiled.to_dict() if hasattr(compiled, "to_dict") else compiled.__dict__
     if validation is not None:
         v = _validate(path, validation, keras_preds[t.source])
         details.update(v)
@@ -226,7 +220,18 @@ def _one(name, models, source_path, calibration, validation, keras_preds, keras_
     for produced in staging.iterdir():
         if produced.name.startswith(path.stem):
             produced.replace(out / produced.name)
+    if name == "edgetpu":
+        details.update(_edgetpu(out / file, out))
     return Result(name, "ok", file, details=details)
+
+
+def _edgetpu(path: Path, out: Path) -> dict:
+    """Compatibility with the Edge TPU, and the compiler's run (or the command to run elsewhere)."""
+    from converters.edgetpu import check, compile_edgetpu
+    compat = check(path)
+    compiled = compile_edgetpu(path, out)
+    return {"edgetpu": compat.to_dict(), "edgetpu_markdown": compat.to_markdown(),
+            "edgetpu_compiler": {k: str(v) if isinstance(v, Path) else v for k, v in compiled.__dict__.items()}}
 
 
 def _row(r: Result) -> list:
@@ -256,5 +261,8 @@ def write_reports(report: dict, out: Path) -> None:
           "## TFLite files\n", table(report)]
     for r in report["targets"]:
         if "edgetpu" in r["details"]:
-            md += ["## Edge TPU compatibility\n", r["details"]["edgetpu"].get("markdown", "")]
+            compiler = r["details"]["edgetpu_compiler"]
+            ran = (f"compiled: `{compiler['model']}`, log `{compiler['log']}`" if compiler["compiled"]
+                   else f"`edgetpu_compiler` is not on PATH here; on a machine that has it run:\n\n    {compiler['command']}")
+            md += ["## Edge TPU compatibility\n", r["details"]["edgetpu_markdown"], ran + "\n"]
     atomic.write_text(out / "convert_report.md", "\n".join(md))
