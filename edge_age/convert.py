@@ -255,7 +255,7 @@ def write_reports(report: dict, out: Path) -> None:
     atomic.write_text(out / "convert_report.json", json.dumps(report, indent=1))
     keras_rows = [[k, m["n"], f"{m['mae']:.2f}", f"{m['cs5']:.1%}", f"{m.get('gender_accuracy', float('nan')):.1%}"]
                   for k, m in report["keras"].items()]
-    md = [f"# Conversion report\n", f"Validation: {report['validation']}; calibration: {report['calibration']}; "
+    md = ["# Conversion report\n", f"Validation: {report['validation']}; calibration: {report['calibration']}; "
           f"rejection threshold: MAE more than {report['threshold_years']} years above the float model.\n",
           "## Keras models\n", md_table(["model", "n", "MAE", "CS@5", "gender"], keras_rows) if keras_rows else "none\n",
           "## TFLite files\n", table(report)]

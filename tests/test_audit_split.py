@@ -1,5 +1,4 @@
 """Audit and split on the full utkface64 folder, checked against independent references."""
-import csv
 from collections import defaultdict
 
 import numpy as np
