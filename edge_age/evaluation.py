@@ -121,12 +121,14 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
     model = Path(model)
     if not model.is_file():
         raise EdgeAgeError(f"model file {model} does not exist")
-    faces = labelled_faces(data, model_input_size(model), split, subset, labels)
     if model.suffix == ".tflite":
+        faces = labelled_faces(data, model_input_size(model), split, subset, labels)
         pred_age, pred_gender = predict_tflite(model, faces.images)
     else:
         from edge_age.training import load_model
-        pred_age, pred_gender = predict_keras(load_model(model), faces.images)
+        keras_model = load_model(model)  # loaded once: its input size, then its predictions
+        faces = labelled_faces(data, int(keras_model.input_shape[1]), split, subset, labels)
+        pred_age, pred_gender = predict_keras(keras_model, faces.images)
     result = {"model": str(model), **score(pred_age, pred_gender, faces)}
     if out:
         from edge_age.plots import error_by_age, predicted_vs_true

@@ -40,11 +40,9 @@ def _breakdown_rows(m: dict) -> list[list]:
     return rows
 
 
-def write_model_card(run: Path, config, metrics: dict, data, split_path: Path) -> Path:
+def write_model_card(run: Path, config, metrics: dict, data, split_path: Path, fingerprint: str) -> Path:
     """Write ``run/MODEL_CARD.md`` from the run's config and metrics."""
-    from edge_age.data.faceset import load_faces
     spec = config.spec
-    fingerprint = load_faces(data, size=spec.input_size).fingerprint
     best = metrics.get("qat") or metrics["float"]
     lines = [
         f"# Model card: {spec.arch} alpha {spec.alpha}, {spec.input_size}x{spec.input_size}, {spec.head} age head\n",

@@ -64,8 +64,8 @@ class Arrays:
     files: list[str]
 
 
-def split_arrays(data, split: Split, size: int) -> dict[str, Arrays]:
-    """Images and labels of each side of ``split``, read from ``data`` through the cache."""
+def split_arrays(data, split: Split, size: int) -> tuple[dict[str, Arrays], str]:
+    """Images and labels of each side of ``split`` read from ``data`` through the cache, and the data fingerprint."""
     faces = load_faces(data, size=size)
     index = faces.index()
     missing = [r.file for r in split.rows if r.file not in index]
@@ -79,7 +79,7 @@ def split_arrays(data, split: Split, size: int) -> dict[str, Arrays]:
         out[side] = Arrays(np.asarray(faces.images[idx]) if len(idx) else np.zeros((0, size, size, 3), np.uint8),
                            np.array([r.age for r in rows]), np.array([r.gender for r in rows]),
                            np.array([r.race for r in rows]), [r.file for r in rows])
-    return out
+    return out, faces.fingerprint
 
 
 def _strategy(name: str):
@@ -208,7 +208,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
 
     split = read_split(split_path)
     config = _prepare_run(run, config, resume)
-    arrays = split_arrays(data, split, config.spec.input_size)
+    arrays, fingerprint = split_arrays(data, split, config.spec.input_size)
     if not len(arrays["train"].ages) or not len(arrays["val"].ages):
         raise EdgeAgeError("the split has no train or no validation images")
     keras().utils.set_random_seed(config.seed)
@@ -238,7 +238,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     metrics["split_sha256"] = file_hash(split_path)
     atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1))
     training_curves(run)
-    write_model_card(run, config, metrics, data, split_path)
+    write_model_card(run, config, metrics, data, split_path, fingerprint)
     shutil.rmtree(run / "backup", ignore_errors=True)
     return metrics
 
