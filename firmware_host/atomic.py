@@ -25,20 +25,35 @@ def writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same last suffix); move it into place only on success."""
+def begin(path: str | os.PathLike) -> Path:
+    """A new temporary file beside ``path`` (same last suffix), for :func:`commit` or :func:`discard`."""
     path = Path(path)
     writable_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part" + path.suffix)
     os.close(fd)
+    return Path(tmp)
+
+
+def commit(tmp: Path, path: str | os.PathLike) -> None:
+    """Move a finished temporary file into place in one step."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
+def discard(tmp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same last suffix); move it into place only on success."""
+    tmp = begin(path)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        yield tmp
+        commit(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        discard(tmp)
         raise
 
 

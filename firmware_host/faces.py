@@ -1,0 +1,43 @@
+"""One image in, faces out: detect, align each face into a chip, predict age and gender in one batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware_host.align import crop
+from firmware_host.detectors import Face
+from firmware_host.predictor import AgeGenderModel, Prediction
+from firmware_host.stages import StageTimer
+
+
+@dataclass
+class FaceResult:
+    face: Face
+    prediction: Prediction
+
+
+def detect_and_crop(image: np.ndarray, detector, size: int, timer: StageTimer | None = None,
+                    min_size: int = 0) -> tuple[list[Face], np.ndarray]:
+    """Faces at least ``min_size`` pixels wide, and their chips (N, size, size, 3) uint8 RGB."""
+    timer = timer or StageTimer()
+    with timer.stage("detect"):
+        faces = [f for f in detector.detect(image) if f.box[2] >= min_size]
+    with timer.stage("preprocess"):
+        chips = np.stack([crop(image, f, size, detector.name) for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8)
+    return faces, chips
+
+
+def analyse(image: np.ndarray, detector, model: AgeGenderModel, timer: StageTimer | None = None,
+            min_size: int = 0) -> list[FaceResult]:
+    """Every face in ``image`` with its age and gender."""
+    timer = timer or StageTimer()
+    faces, chips = detect_and_crop(image, detector, model.size, timer, min_size)
+    with timer.stage("infer"):
+        predictions = model.predict(chips)
+    return [FaceResult(f, p) for f, p in zip(faces, predictions)]
+
+
+def largest(results: list[FaceResult]) -> FaceResult | None:
+    """The face with the largest box: the subject of a labelled photo."""
+    return max(results, key=lambda r: r.face.box[2] * r.face.box[3], default=None)

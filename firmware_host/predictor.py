@@ -1,0 +1,63 @@
+"""Age and gender from face chips with a converted model, decoded as its metadata says."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware_host.errors import EdgeAgeError
+from firmware_host.interpreter import coverage, invoke, make_interpreter
+from firmware_host.model_info import ModelInfo, read_info
+from firmware_host.postprocess import softmax
+
+
+@dataclass
+class Prediction:
+    """One face: expected age, spread of the age distribution (years), probability of ``positive`` gender."""
+
+    age: float
+    age_std: float
+    female: float
+
+
+def decode_age(output: np.ndarray, decode: str, ages: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per row: expectation of a softmax over ``ages`` or a plain value (std 0)."""
+    if decode == "value":
+        return output[:, 0].astype(np.float64), np.zeros(len(output))
+    if decode != "softmax_expectation":
+        raise EdgeAgeError(f"unknown age decoding {decode!r} in the model metadata")
+    p = softmax(output)
+    values = np.arange(ages[0], ages[0] + p.shape[-1], dtype=np.float64) if ages else np.arange(p.shape[-1], dtype=np.float64)
+    mean = p @ values
+    return mean, np.sqrt(np.maximum(p @ values**2 - mean**2, 0.0))
+
+
+class AgeGenderModel:
+    """A ``.tflite`` age/gender model and its sidecar, on one delegate."""
+
+    def __init__(self, model: str | os.PathLike, delegate: str = "cpu", threads: int = 1,
+                 library: str | None = None, device: str | None = None):
+        self.path = Path(model)
+        self.interpreter = make_interpreter(self.path, threads, delegate, library, device)
+        self.info: ModelInfo = read_info(self.path)
+        self.delegate, self.threads = delegate, threads
+        self.size = self.info.input_size
+        if self.info.color_order != "RGB":
+            raise EdgeAgeError(f"{self.path}: colour order {self.info.color_order} is not supported")
+
+    def coverage(self) -> dict:
+        return coverage(self.interpreter).to_dict()
+
+    def predict(self, chips: np.ndarray) -> list[Prediction]:
+        """Predictions for uint8 RGB chips (N, S, S, 3), in one invoke."""
+        if not len(chips):
+            return []
+        outputs = invoke(self.interpreter, chips)
+        age_out, gender_out = self.info.outputs["age"], self.info.outputs["gender"]
+        mean, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages)
+        female = outputs[gender_out.name][:, 0].astype(np.float64)
+        if gender_out.positive == "male":
+            female = 1 - female
+        return [Prediction(float(a), float(s), float(g)) for a, s, g in zip(mean, std, female)]

@@ -1,0 +1,182 @@
+"""``edge-age run``: capture, detect, align, predict, track, draw, and write what happened.
+
+The capture thread feeds a bounded queue (old frames dropped for live sources); the main loop
+times every stage; ``run_report.json`` is written when the run ends, by the end of the input,
+Ctrl-C, SIGTERM (systemd) or an error.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from firmware_host import atomic, system_info
+from firmware_host.capture import LatestFrames, open_source
+from firmware_host.detectors import make_detector
+from firmware_host.errors import EdgeAgeError
+from firmware_host.faces import analyse
+from firmware_host.overlay import draw_face, draw_status, label
+from firmware_host.predictor import AgeGenderModel
+from firmware_host.stages import StageTimer, summarize
+from firmware_host.tracking import IouTracker
+
+REPORT_FORMAT = 1
+
+
+@dataclass
+class RunOptions:
+    model: Path
+    source: str
+    out: Path = Path("runs/run")
+    delegate: str = "cpu"
+    threads: int = 2
+    delegate_library: str | None = None
+    device: str | None = None
+    detector: str = "auto"
+    detector_model: Path | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    video: Path | None = None
+    jsonl: Path | None = None
+    serve: str | None = None
+    show: bool = False
+    max_frames: int | None = None
+    min_face: int = 24
+    smoothing: float = 0.3
+    queue: int = 2
+
+
+def _record(frame, tracks, results, times: dict) -> dict:
+    return {"frame": frame.index, "time": round(frame.time, 4), **({"file": frame.name} if frame.name else {}),
+            "faces": [{"track": t.id, "box": [round(v, 1) for v in r.face.box], "score": round(r.face.score, 3),
+                       "age": round(r.prediction.age, 2), "age_std": round(r.prediction.age_std, 2),
+                       "female": round(r.prediction.female, 4), "track_age": round(t.age, 2),
+                       "track_female": round(t.female, 4), "gender": "F" if t.female >= 0.5 else "M"}
+                      for t, r in zip(tracks, results)],
+            "ms": times}
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+class Run:
+    """One run: opened resources, the loop, and the report."""
+
+    def __init__(self, options: RunOptions):
+        self.o = options
+        self.out = atomic.writable_dir(options.out)
+        self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library, options.device)
+        self.detector = make_detector(options.detector, options.detector_model, threads=options.threads)
+        self.source = open_source(options.source, options.width, options.height, options.fps)
+        self.sinks, self.images = [], []
+        if options.jsonl:
+            from firmware_host.sinks import JsonlSink
+            self.sinks.append(JsonlSink(options.jsonl))
+        if options.video:
+            from firmware_host.sinks import VideoSink
+            self.images.append(VideoSink(options.video, options.fps or self.source.fps or 15.0))
+        if options.serve:
+            from firmware_host.mjpeg import MjpegServer
+            self.server = MjpegServer(options.serve)
+            self.images.append(self.server)
+            print(f"edge-age: watching on {self.server.url}", file=sys.stderr)
+        if options.show:
+            from firmware_host.sinks import WindowSink, display_available
+            if not display_available():
+                raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
+            self.images.append(WindowSink())
+        self.timer, self.tracker = StageTimer(), IouTracker(alpha=options.smoothing)
+        self.frames = self.faces = 0
+        self.reader: LatestFrames | None = None
+        self.frame_seconds: list[float] = []
+
+    def loop(self) -> None:
+        self.reader = reader = LatestFrames(self.source, self.o.queue)
+        last = time.perf_counter()
+        fps = 0.0
+        try:
+            for frame in reader:
+                self.timer.add("capture", frame.grab_s)
+                results = analyse(frame.image, self.detector, self.model, self.timer, self.o.min_face)
+                with self.timer.stage("postprocess"):
+                    tracks = self.tracker.update([r.face.box for r in results], [r.prediction for r in results])
+                if self.images:
+                    with self.timer.stage("draw"):
+                        image = frame.image if frame.image.ndim == 3 else np.dstack([frame.image] * 3)
+                        image = image.copy()
+                        for t in tracks:
+                            draw_face(image, t.box, label(t.age, t.age_std, t.female, t.id), t.female)
+                        draw_status(image, f"{fps:.1f} fps  {len(tracks)} faces  {self.model.info.target}/{self.o.delegate}"
+                                           f"  {self.detector.name}")
+                times = self.timer.end_frame()
+                record = _record(frame, tracks, results, times)
+                for sink in self.sinks:
+                    sink.write(record)
+                for sink in self.images:
+                    sink.write(image, record)
+                    if getattr(sink, "quit", False):
+                        return
+                now = time.perf_counter()
+                self.frame_seconds.append(now - last)
+                fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1 / max(now - last, 1e-6)
+                last = now
+                self.frames += 1
+                self.faces += len(results)
+                if self.o.max_frames and self.frames >= self.o.max_frames:
+                    return
+        finally:
+            reader.close()
+
+    def report(self, started: float, thermal_before: dict, status: str, error: str | None) -> dict:
+        wall = time.perf_counter() - started
+        per_frame = self.frame_seconds[1:] if len(self.frame_seconds) > 1 else self.frame_seconds
+        return {
+            "format": REPORT_FORMAT, "status": status, "error": error,
+            "model": str(self.o.model), "target": self.model.info.target, "input_size": self.model.size,
+            "delegate": self.o.delegate, "threads": self.o.threads, "delegate_coverage": self.model.coverage(),
+            "detector": self.detector.name, "source": self.source.description,
+            "frames": self.frames, "faces": self.faces, "tracks": self.tracker.next_id - 1,
+            "dropped_frames": self.reader.dropped if self.reader else 0,
+            "skipped_files": self.source.skipped, "source_reopened": getattr(self.source, "reopened", 0),
+            "wall_s": round(wall, 3), "fps": round(self.frames / wall, 3) if wall > 0 else 0.0,
+            "frame_interval": summarize(per_frame), "stages": self.timer.summary(),
+            "system": system_info.describe(), "thermal_before": thermal_before,
+            "thermal_after": system_info.thermal_state(),
+            "outputs": {k: str(v) for k, v in (("video", self.o.video), ("jsonl", self.o.jsonl)) if v},
+        }
+
+    def close(self, ok: bool) -> None:
+        for sink in (*self.sinks, *self.images):
+            sink.close(ok)
+
+
+def run(options: RunOptions) -> dict:
+    """Run the pipeline until the input ends (or Ctrl-C); returns and writes ``run_report.json``."""
+    thermal_before = system_info.thermal_state()
+    started = time.perf_counter()
+    job = Run(options)
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    status, error = "finished", None
+    try:
+        job.loop()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except EdgeAgeError as exc:
+        status, error = "failed", str(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        job.close(ok=True)
+        report = job.report(started, thermal_before, status, error)
+        atomic.write_text(job.out / "run_report.json", json.dumps(report, indent=1))
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if error:
+        raise EdgeAgeError(error)
+    return report

@@ -1,0 +1,88 @@
+"""Where a run's results go: annotated video, JSONL records, a window when a display exists."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from firmware_host import atomic
+from firmware_host.errors import EdgeAgeError
+
+
+class VideoSink:
+    """Annotated frames to a video file, written beside it and moved into place when the run ends."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps, self.writer, self.frames = Path(path), fps, None, 0
+        self.tmp = atomic.begin(self.path)
+
+    def write(self, image: np.ndarray, record: dict | None = None) -> None:
+        if self.writer is None:
+            fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps,
+                                          (image.shape[1], image.shape[0]))
+            if not self.writer.isOpened():
+                self.close(ok=False)
+                raise EdgeAgeError(f"OpenCV cannot write {self.path.suffix} video to {self.path}; try .avi")
+        self.writer.write(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+        self.frames += 1
+
+    def close(self, ok: bool = True) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if self.tmp is not None:
+            if ok and self.frames:
+                atomic.commit(self.tmp, self.path)
+            else:
+                atomic.discard(self.tmp)
+            self.tmp = None
+
+
+class JsonlSink:
+    """One JSON record per frame, flushed as it goes (a crash keeps every finished line)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        atomic.writable_dir(self.path.parent)
+        try:
+            self.file = open(self.path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise EdgeAgeError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self.file.flush()
+
+    def close(self, ok: bool = True) -> None:
+        self.file.close()
+
+
+def display_available() -> bool:
+    """A window can open: a desktop session on Linux, always elsewhere."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+class WindowSink:
+    """An OpenCV window; pressing q or Esc ends the run."""
+
+    def __init__(self, title: str = "edge-age"):
+        self.title, self.quit = title, False
+
+    def write(self, image: np.ndarray, record: dict | None = None) -> None:
+        try:
+            cv2.imshow(self.title, image)
+            self.quit = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
+        except cv2.error:
+            raise EdgeAgeError("this OpenCV build has no GUI (opencv-python-headless): drop --show, "
+                               "use --serve to watch in a browser") from None
+
+    def close(self, ok: bool = True) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass

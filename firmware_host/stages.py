@@ -1,0 +1,50 @@
+"""Per-stage timing of the pipeline: record seconds per stage, summarise as milliseconds percentiles."""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+import numpy as np
+
+STAGES = ("capture", "detect", "preprocess", "infer", "postprocess", "draw")
+
+
+def summarize(seconds: list[float]) -> dict:
+    """Count, mean, p50, p90, p99 and max of a list of durations, in milliseconds."""
+    if not seconds:
+        return {"count": 0}
+    ms = np.asarray(seconds) * 1000
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"count": len(ms), "mean_ms": round(float(ms.mean()), 3), "p50_ms": round(float(p50), 3),
+            "p90_ms": round(float(p90), 3), "p99_ms": round(float(p99), 3), "max_ms": round(float(ms.max()), 3)}
+
+
+class StageTimer:
+    """Collects durations per stage; ``with timer.stage("detect"):`` times one stage of one frame."""
+
+    def __init__(self):
+        self.times: dict[str, list[float]] = defaultdict(list)
+        self.frame: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.times[name].append(seconds)
+        self.frame[name] = self.frame.get(name, 0.0) + seconds
+
+    def end_frame(self) -> dict[str, float]:
+        """This frame's stage times in milliseconds; starts the next frame."""
+        done = {k: round(v * 1000, 3) for k, v in self.frame.items()}
+        self.frame = {}
+        return done
+
+    def summary(self) -> dict[str, dict]:
+        return {name: summarize(self.times[name]) for name in (*STAGES, *sorted(set(self.times) - set(STAGES)))
+                if name in self.times}
