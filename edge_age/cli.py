@@ -174,15 +174,27 @@ def evaluate(
     labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the plots."),
+    detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs --labels)."),
+    detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
+    detector_model: Optional[Path] = typer.Option(None, help="With --detect: the detector's model file."),
 ) -> None:
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns and plots."""
     from edge_age.evaluation import evaluate_file, write_json
 
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
-    result, _ = evaluate_file(model, data, split, subset, labels, out)
+    finder = None
+    if detect:
+        from firmware_host.detectors import make_detector
+        if not labels or not data:
+            raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
+        finder = make_detector(detector, detector_model)
+    result, _ = evaluate_file(model, data, split, subset, labels, out, finder)
     if json_out:
         write_json(result, json_out)
+    if finder:
+        d = result["detection"]
+        typer.echo(f"{d['detector']}: a face in {d['faces_found']} of {d['photos']} photos")
     gender = f", gender {result['gender_accuracy']:.1%} (AUC {result['gender_auc']:.3f})" if "gender_accuracy" in result else ""
     typer.echo(f"{model.name}: n={result['n']}, MAE {result['mae']:.2f}, CS@5 {result['cs5']:.1%}, "
                f"epsilon {result['epsilon_error']:.3f}{gender}")
@@ -212,6 +224,111 @@ def convert(
                          qat, threshold, stratified=calib_draw == "stratified")
     typer.echo(table(report))
     typer.echo(f"wrote {out}/convert_report.md and convert_report.json")
+
+
+ModelOpt = typer.Option(..., "--model", "-m", help="A .tflite from 'edge-age convert' (its .json sidecar beside it).")
+DelegateOpt = typer.Option("cpu", help="cpu (XNNPACK), gpu or edgetpu.")
+DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_GPU_DELEGATE; edgetpu: libedgetpu.so.1].")
+DeviceOpt = typer.Option(None, help="Edge TPU to use: usb, usb:N or pci:N [default: the first found].")
+DetectorOpt = typer.Option("auto", help="auto (best found), yunet, blazeface or haar.")
+DetectorModelOpt = typer.Option(None, help="Detector model [yunet: $EDGE_AGE_YUNET; blazeface: $EDGE_AGE_BLAZEFACE].")
+
+
+@app.command()
+def run(
+    model: Path = ModelOpt,
+    source: str = typer.Option("0", "--source", "-s", help="Camera index, picamera, video file, image or folder, or stream URL."),
+    out: Path = typer.Option(Path("runs/run"), "--out", "-o", help="Folder for run_report.json."),
+    delegate: str = DelegateOpt,
+    threads: int = typer.Option(2, min=1, help="Interpreter threads."),
+    delegate_library: Optional[str] = DelegateLibraryOpt,
+    device: Optional[str] = DeviceOpt,
+    detector: str = DetectorOpt,
+    detector_model: Optional[Path] = DetectorModelOpt,
+    width: Optional[int] = typer.Option(None, help="Camera frame width."),
+    height: Optional[int] = typer.Option(None, help="Camera frame height."),
+    fps: Optional[float] = typer.Option(None, help="Camera frame rate (and of the --video file)."),
+    video: Optional[Path] = typer.Option(None, help="Write the annotated frames to this video (.avi or .mp4)."),
+    jsonl: Optional[Path] = typer.Option(None, help="Write one JSON record per frame here."),
+    serve: Optional[str] = typer.Option(None, help="Serve an MJPEG stream and page on HOST:PORT (or PORT, loopback)."),
+    show: bool = typer.Option(False, "--show", help="Show a window (needs a display and an OpenCV build with GUI)."),
+    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
+    min_face: int = typer.Option(24, min=0, help="Ignore faces narrower than this many pixels."),
+    smoothing: float = typer.Option(0.3, min=0.01, max=1.0, help="Weight of the newest frame in a track's age and gender."),
+) -> None:
+    """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
+    from firmware_host.runner import RunOptions, run as run_pipeline
+
+    report = run_pipeline(RunOptions(model, source, out, delegate, threads, delegate_library, device, detector,
+                                     detector_model, width, height, fps, video, jsonl, serve, show, max_frames,
+                                     min_face, smoothing))
+    stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in report["stages"].items() if v.get("count"))
+    typer.echo(f"{report['frames']} frames, {report['faces']} faces, {report['tracks']} tracks, {report['fps']:.1f} fps "
+               f"({report['detector']}, {report['target']}/{report['delegate']}); p50 ms: {stages}")
+    typer.echo(f"wrote {out}/run_report.json")
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    model: Path = ModelOpt,
+    out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Folder for annotated images, faces.csv, faces.json."),
+    labels: Optional[Path] = typer.Option(None, help="CSV file,age[,gender] (file = image name): also report accuracy."),
+    delegate: str = DelegateOpt,
+    threads: int = typer.Option(2, min=1),
+    delegate_library: Optional[str] = DelegateLibraryOpt,
+    device: Optional[str] = DeviceOpt,
+    detector: str = DetectorOpt,
+    detector_model: Optional[Path] = DetectorModelOpt,
+    min_face: int = typer.Option(0, min=0, help="Ignore faces narrower than this many pixels."),
+) -> None:
+    """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
+    from edge_age.progress import track
+    from firmware_host.detectors import make_detector
+    from firmware_host.photos import predict_images, write_rows
+    from firmware_host.predictor import AgeGenderModel
+
+    truth = _read_truth(labels) if labels else None
+    age_model = AgeGenderModel(model, delegate, threads, delegate_library, device)
+    finder = make_detector(detector, detector_model, threads)
+    rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face,
+                                             progress=lambda items, total: track(items, total, "predicting"))
+    write_rows(rows, out)
+    found = {r["file"] for r in rows if r["face"] >= 0}
+    typer.echo(f"{len(found)} of {len({r['file'] for r in rows})} images with a face, {sum(r['face'] >= 0 for r in rows)} "
+               f"faces ({finder.name}); unreadable: {len(unreadable)}")
+    typer.echo("p50 ms: " + ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in timer.summary().items() if v.get("count")))
+    if truth is not None:
+        _report_accuracy(rows, truth, out)
+    typer.echo(f"wrote {out}/faces.csv and faces.json")
+
+
+def _read_truth(labels: Path) -> dict[str, tuple[int, int]]:
+    from edge_age.evaluation import read_labels
+    return {Path(f).name: (age, gender) for f, age, gender, _ in read_labels(labels)}
+
+
+def _report_accuracy(rows: list[dict], truth: dict[str, tuple[int, int]], out: Path) -> None:
+    """Accuracy of the largest face per labelled image; images without a face are counted apart."""
+    from edge_age.metrics import age_metrics
+    from firmware_host import atomic
+
+    best: dict[str, dict] = {}
+    for r in rows:
+        name = Path(r["file"]).name
+        if r["face"] >= 0 and name in truth and (name not in best or r["w"] * r["h"] > best[name]["w"] * best[name]["h"]):
+            best[name] = r
+    if not best:
+        raise EdgeAgeError("no labelled image had a face found in it: nothing to score")
+    names = sorted(best)
+    result = age_metrics([best[n]["age"] for n in names], [truth[n][0] for n in names],
+                         [best[n]["female"] for n in names], [truth[n][1] for n in names])
+    result["labelled_images"] = len(truth)
+    result["without_face"] = sorted(set(truth) - set(best))
+    atomic.write_text(out / "accuracy.json", json.dumps(result, indent=1))
+    gender = f", gender {result['gender_accuracy']:.1%}" if "gender_accuracy" in result else ""
+    typer.echo(f"accuracy on {result['n']} of {len(truth)} labelled images: MAE {result['mae']:.2f}, "
+               f"CS@5 {result['cs5']:.1%}{gender}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from edge_age.data.faceset import load_faces
 from edge_age.metrics import age_confusion, age_metrics, breakdown
+from edge_age.progress import track
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.postprocess import expected_age
@@ -44,10 +45,11 @@ def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarr
     return np.concatenate(ages), np.concatenate(genders)
 
 
-def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(age, gender probability) from a ``.tflite`` file through LiteRT."""
+def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64,
+                   delegate: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``."""
     from firmware_host.interpreter import invoke, make_interpreter, pick_outputs
-    interpreter = make_interpreter(path, threads=threads)
+    interpreter = make_interpreter(path, threads=threads, delegate=delegate)
     ages, genders = [], []
     for start in range(0, len(images), batch):
         age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
@@ -102,6 +104,33 @@ def labelled_faces(data, size: int, split: Path | None = None, subset: str = "te
                     np.array([r[3] for r in rows]), [r[0] for r in rows])
 
 
+def detected_faces(data: Path, size: int, labels: Path, detector) -> tuple[Labelled, list[str]]:
+    """Chips found by ``detector`` (largest face per photo, aligned) in the labelled raw photos of ``data``;
+    also the photos where no face was found (left out of the scores)."""
+    import cv2
+
+    from firmware_host.faces import detect_and_crop
+
+    rows = read_labels(labels)
+    if not rows:
+        raise EdgeAgeError(f"labels file {labels} lists no photos")
+    chips, kept, missed = [], [], []
+    for row in track(rows, len(rows), "detecting faces"):
+        image = cv2.imread(str(Path(data) / row[0]), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise EdgeAgeError(f"cannot read photo {Path(data) / row[0]}")
+        faces, crops = detect_and_crop(image, detector, size)
+        if not faces:
+            missed.append(row[0])
+            continue
+        chips.append(crops[int(np.argmax([f.box[2] * f.box[3] for f in faces]))])
+        kept.append(row)
+    if not kept:
+        raise EdgeAgeError(f"the {detector.name} detector found no face in any of the {len(rows)} photos")
+    return (Labelled(np.stack(chips), np.array([r[1] for r in kept]), np.array([r[2] for r in kept]),
+                     np.array([r[3] for r in kept]), [r[0] for r in kept]), missed)
+
+
 def read_labels(path: Path) -> list[tuple[str, int, int, int]]:
     """Rows ``(file, age, gender, -1)`` of a CSV with columns ``file``, ``age`` and optionally ``gender``."""
     try:
@@ -116,20 +145,33 @@ def read_labels(path: Path) -> list[tuple[str, int, int, int]]:
 
 
 def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "test", labels: Path | None = None,
-                  out: Path | None = None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
-    """Score a ``.keras``/``.h5``/``.tflite`` model file; with ``out``, write plots there."""
+                  out: Path | None = None, detector=None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
+    """Score a ``.keras``/``.h5``/``.tflite`` model file; with ``detector``, on faces it finds in raw photos
+    listed by ``labels``; with ``out``, write plots there."""
     model = Path(model)
     if not model.is_file():
         raise EdgeAgeError(f"model file {model} does not exist")
+    missed = None
+
+    def faces_at(size: int) -> Labelled:
+        nonlocal missed
+        if detector is None:
+            return labelled_faces(data, size, split, subset, labels)
+        faces, missed = detected_faces(data, size, labels, detector)
+        return faces
+
     if model.suffix == ".tflite":
-        faces = labelled_faces(data, model_input_size(model), split, subset, labels)
+        faces = faces_at(model_input_size(model))
         pred_age, pred_gender = predict_tflite(model, faces.images)
     else:
         from edge_age.training import load_model
         keras_model = load_model(model)  # loaded once: its input size, then its predictions
-        faces = labelled_faces(data, int(keras_model.input_shape[1]), split, subset, labels)
+        faces = faces_at(int(keras_model.input_shape[1]))
         pred_age, pred_gender = predict_keras(keras_model, faces.images)
     result = {"model": str(model), **score(pred_age, pred_gender, faces)}
+    if detector is not None:
+        result["detection"] = {"detector": detector.name, "photos": len(faces.files) + len(missed),
+                               "faces_found": len(faces.files), "missed": missed}
     if out:
         from edge_age.plots import error_by_age, predicted_vs_true
         out = atomic.writable_dir(out)
