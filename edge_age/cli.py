@@ -102,6 +102,66 @@ def data_calibration(
     typer.echo(f"wrote {out}: {len(rows)} training images, stratified by age bin, gender and race (seed {seed})")
 
 
+def _chips(data: Optional[Path], count: Optional[int], seed: int, split: Optional[Path], subset: str):
+    import os
+
+    from edge_age.data.scenes import read_chips
+    from edge_age.data.split import read_split
+
+    folder = data or (Path(os.environ["EDGE_AGE_DATA"]) if os.environ.get("EDGE_AGE_DATA") else None)
+    if folder is None:
+        raise EdgeAgeError("give a folder of face chips (or set EDGE_AGE_DATA)")
+    names = None
+    if split:
+        present = {p.name for p in Path(folder).iterdir()} if Path(folder).is_dir() else set()
+        names = [r.file for r in read_split(split).side(subset) if r.file in present]
+        if count is not None and count < len(names):
+            import numpy as np
+            names = [names[i] for i in sorted(np.random.default_rng(seed).choice(len(names), count, replace=False))]
+    return read_chips(Path(folder), names, count, seed)
+
+
+@data_app.command("photos")
+def data_photos(
+    data: Optional[Path] = DataArg,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the photos and labels.csv."),
+    count: Optional[int] = typer.Option(None, min=1, help="Number of photos [default: one per chip]."),
+    split: Optional[Path] = typer.Option(None, help="Only chips on one side of this split."),
+    subset: str = typer.Option("test", help="The side of --split."),
+    width: int = typer.Option(640, min=64),
+    height: int = typer.Option(480, min=64),
+    grey_every: int = typer.Option(5, min=0, help="Every n-th photo in greyscale (0 = none)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Raw-like photos: each chip at a random place, scale and small rotation in a larger frame."""
+    from edge_age.data.scenes import make_photos
+
+    chips = _chips(data, count, seed, split, subset)
+    side = min(width, height)
+    labels = make_photos(chips, out, (width, height), (0.19 * side, 0.54 * side), seed=seed, grey_every=grey_every)
+    typer.echo(f"wrote {len(chips)} photos and {labels}")
+
+
+@data_app.command("video")
+def data_video(
+    data: Optional[Path] = DataArg,
+    out: Path = typer.Option(..., "--out", "-o", help="Video file to write (.avi, Motion JPEG)."),
+    faces: int = typer.Option(4, min=1, max=12, help="Faces in the video; with 2 or more, one leaves and one enters."),
+    frames: int = typer.Option(90, min=2),
+    fps: float = typer.Option(15.0, min=1.0),
+    width: int = typer.Option(640, min=64),
+    height: int = typer.Option(480, min=64),
+    split: Optional[Path] = typer.Option(None, help="Only chips on one side of this split."),
+    subset: str = typer.Option("test", help="The side of --split."),
+    seed: int = typer.Option(0),
+) -> None:
+    """A test video of moving faces, with the true box of every face in every frame (<video>.truth.json)."""
+    from edge_age.data.scenes import make_video
+
+    path = make_video(_chips(data, faces, seed, split, subset), out, frames, fps, (width, height), seed)
+    typer.echo(f"wrote {path} and {path.with_suffix('.truth.json')}")
+
+
 def _print_check(report: dict) -> None:
     sides = report["sides"]
     bins = list(next(iter(sides.values()))["age_bins"])
@@ -177,6 +237,8 @@ def evaluate(
     detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs --labels)."),
     detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
     detector_model: Optional[Path] = typer.Option(None, help="With --detect: the detector's model file."),
+    chip_resolution: Optional[int] = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
+                                                  "first, as the training chips [default: from the .tflite sidecar]."),
 ) -> None:
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns and plots."""
     from edge_age.evaluation import evaluate_file, write_json
@@ -189,7 +251,7 @@ def evaluate(
         if not labels or not data:
             raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
         finder = make_detector(detector, detector_model)
-    result, _ = evaluate_file(model, data, split, subset, labels, out, finder)
+    result, _ = evaluate_file(model, data, split, subset, labels, out, finder, chip_resolution)
     if json_out:
         write_json(result, json_out)
     if finder:
@@ -292,7 +354,7 @@ def predict(
     age_model = AgeGenderModel(model, delegate, threads, delegate_library, device)
     finder = make_detector(detector, detector_model, threads)
     rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face,
-                                             progress=lambda items, total: track(items, total, "predicting"))
+                                             progress=lambda items, total: track(items, "predicting", total))
     write_rows(rows, out)
     found = {r["file"] for r in rows if r["face"] >= 0}
     typer.echo(f"{len(found)} of {len({r['file'] for r in rows})} images with a face, {sum(r['face'] >= 0 for r in rows)} "
@@ -329,6 +391,63 @@ def _report_accuracy(rows: list[dict], truth: dict[str, tuple[int, int]], out: P
     gender = f", gender {result['gender_accuracy']:.1%}" if "gender_accuracy" in result else ""
     typer.echo(f"accuracy on {result['n']} of {len(truth)} labelled images: MAE {result['mae']:.2f}, "
                f"CS@5 {result['cs5']:.1%}{gender}")
+
+
+def _thread_counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise EdgeAgeError(f"--threads takes thread counts separated by commas, such as 1,2,4, not {text!r}")
+    return list(dict.fromkeys(counts))
+
+
+@app.command()
+def bench(
+    models: list[Path] = typer.Argument(..., help=".tflite files, ONNX baselines (.onnx with its preprocessing .json "
+                                                  "beside it, or that .json), or folders of them."),
+    out: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="Folder for bench.json, bench.md, bench.html."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Face crops for accuracy [default with --split or "
+                                                             "--labels: $EDGE_AGE_DATA]; none: latency only."),
+    split: Optional[Path] = typer.Option(None, help="Split CSV: accuracy on one side of it."),
+    subset: str = typer.Option("test", help="train, val or test (with --split)."),
+    labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Score at most this many faces, spread over the set."),
+    delegate: list[str] = typer.Option(["cpu"], help="cpu (XNNPACK), gpu or edgetpu; repeat or comma-separate."),
+    threads: str = typer.Option("1", help="Thread counts, comma-separated, e.g. 1,2,4."),
+    runs: int = typer.Option(100, min=1, help="Timed inferences per configuration."),
+    warmup: int = typer.Option(10, min=0, help="Untimed inferences before them."),
+    name: Optional[str] = typer.Option(None, help="This device's name in reports [default: board model, else host name]."),
+    delegate_library: Optional[str] = DelegateLibraryOpt,
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
+    from edge_age.bench import Faces, run_bench
+    from edge_age.bench_report import bench_table
+
+    if split and labels:
+        raise EdgeAgeError("give --split or --labels, not both")
+    delegates = list(dict.fromkeys(d.strip() for item in delegate for d in item.split(",") if d.strip()))
+    faces = Faces(data, split, subset, labels, limit) if data or split or labels else None
+    result = run_bench(models, out, delegates, _thread_counts(threads), runs, warmup, faces, name, delegate_library,
+                       device)
+    typer.echo(bench_table(result))
+    for s in result["skipped"]:
+        typer.echo(f"not measured: {s['model']} on {s['delegate']}: {s['reason']}", err=True)
+    typer.echo(f"wrote {out}/bench.html, bench.md and bench.json in {result['seconds']:.0f} s")
+
+
+@app.command()
+def report(
+    benches: list[Path] = typer.Argument(..., help="bench.json files written by 'edge-age bench', one per device."),
+    out: Path = typer.Option(Path("runs/report"), "--out", "-o", help="Folder for report.html and report.md."),
+) -> None:
+    """Merge benches from several devices: per model, accuracy and latency on each device, each device's Pareto front."""
+    from edge_age.bench_merge import merge_benches
+
+    typer.echo(merge_benches(benches, out))
+    typer.echo(f"wrote {out}/report.html and report.md")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from converters.targets import TARGETS, target
 from edge_age import __version__
 from edge_age.calibration import DEFAULT_MANIFEST, choose, read_manifest
+from edge_age.data.faceset import load_faces, native_size
 from edge_age.data.split import Row, read_split
 from edge_age.models import reference_model
 from edge_age.progress import track
@@ -65,7 +66,6 @@ def resolve_models(model: Path | None, qat: Path | None) -> tuple[Path, Path | N
 
 
 def _faces(data, rows: list[Row], size: int, source: str) -> Faces:
-    from edge_age.data.faceset import load_faces
     faces = load_faces(data, size=size)
     index = faces.index()
     found = [r for r in rows if r.file in index]
@@ -173,12 +173,14 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
             pred_age, pred_gender = keras_preds[kind]
             keras_metrics[kind] = age_metrics(pred_age, validation.ages, pred_gender, validation.genders)
 
+    resolution = native_size(data) if data else None
     results: list[Result] = []
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     try:
         for name in track(names, "converting", total=len(names)):
             results.append(_one(name, models, float_path if TARGETS[name].source == "float" else qat_path,
-                                calibration, validation, keras_preds, keras_metrics, threshold, staging, out))
+                                calibration, validation, keras_preds, keras_metrics, threshold, staging, out,
+                                resolution))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report = {"toolkit_version": __version__, "float_model": str(float_path), "qat_model": str(qat_path or ""),
@@ -194,7 +196,7 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
 
 
 def _one(name, models, source_path, calibration, validation, keras_preds, keras_metrics, threshold,
-         staging: Path, out: Path) -> Result:
+         staging: Path, out: Path, resolution: int | None) -> Result:
     t = TARGETS[name]
     if t.calibrated and calibration is None:
         return Result(name, "skipped", reason="needs calibration images: pass --data (and --split)")
@@ -207,6 +209,8 @@ def _one(name, models, source_path, calibration, validation, keras_preds, keras_
     path = staging / file
     path.write_bytes(t.build(models[t.source], calibration=representative if t.calibrated else None))
     info = model_info(path, name, source_path)
+    if resolution:  # the runtime crops faces at this resolution first, as the training chips were
+        info.extra["chip_resolution"] = resolution
     details = {"source": t.source, "device": t.device, **_describe(path)}
     if validation is not None:
         v = _validate(path, validation, keras_preds[t.source])

@@ -45,11 +45,11 @@ def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarr
     return np.concatenate(ages), np.concatenate(genders)
 
 
-def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64,
-                   delegate: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, delegate: str = "cpu",
+                   library: str | None = None, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``."""
     from firmware_host.interpreter import invoke, make_interpreter, pick_outputs
-    interpreter = make_interpreter(path, threads=threads, delegate=delegate)
+    interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
     ages, genders = [], []
     for start in range(0, len(images), batch):
         age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
@@ -104,7 +104,7 @@ def labelled_faces(data, size: int, split: Path | None = None, subset: str = "te
                     np.array([r[3] for r in rows]), [r[0] for r in rows])
 
 
-def detected_faces(data: Path, size: int, labels: Path, detector) -> tuple[Labelled, list[str]]:
+def detected_faces(data: Path, size: int, labels: Path, detector, resolution: int | None = None) -> tuple[Labelled, list[str]]:
     """Chips found by ``detector`` (largest face per photo, aligned) in the labelled raw photos of ``data``;
     also the photos where no face was found (left out of the scores)."""
     import cv2
@@ -115,11 +115,11 @@ def detected_faces(data: Path, size: int, labels: Path, detector) -> tuple[Label
     if not rows:
         raise EdgeAgeError(f"labels file {labels} lists no photos")
     chips, kept, missed = [], [], []
-    for row in track(rows, len(rows), "detecting faces"):
+    for row in track(rows, "detecting faces", len(rows)):
         image = cv2.imread(str(Path(data) / row[0]), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise EdgeAgeError(f"cannot read photo {Path(data) / row[0]}")
-        faces, crops = detect_and_crop(image, detector, size)
+        faces, crops = detect_and_crop(image, detector, size, resolution=resolution)
         if not faces:
             missed.append(row[0])
             continue
@@ -145,19 +145,24 @@ def read_labels(path: Path) -> list[tuple[str, int, int, int]]:
 
 
 def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "test", labels: Path | None = None,
-                  out: Path | None = None, detector=None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
+                  out: Path | None = None, detector=None,
+                  resolution: int | None = None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
     """Score a ``.keras``/``.h5``/``.tflite`` model file; with ``detector``, on faces it finds in raw photos
-    listed by ``labels``; with ``out``, write plots there."""
+    listed by ``labels``, cropped at ``resolution`` (default: the sidecar's chip resolution); with ``out``,
+    write plots there."""
     model = Path(model)
     if not model.is_file():
         raise EdgeAgeError(f"model file {model} does not exist")
     missed = None
+    if detector is not None and resolution is None and model.suffix == ".tflite":
+        from firmware_host.model_info import read_info
+        resolution = read_info(model).extra.get("chip_resolution")
 
     def faces_at(size: int) -> Labelled:
         nonlocal missed
         if detector is None:
             return labelled_faces(data, size, split, subset, labels)
-        faces, missed = detected_faces(data, size, labels, detector)
+        faces, missed = detected_faces(data, size, labels, detector, resolution)
         return faces
 
     if model.suffix == ".tflite":
@@ -170,7 +175,7 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         pred_age, pred_gender = predict_keras(keras_model, faces.images)
     result = {"model": str(model), **score(pred_age, pred_gender, faces)}
     if detector is not None:
-        result["detection"] = {"detector": detector.name, "photos": len(faces.files) + len(missed),
+        result["detection"] = {"detector": detector.name, "chip_resolution": resolution, "photos": len(faces.files) + len(missed),
                                "faces_found": len(faces.files), "missed": missed}
     if out:
         from edge_age.plots import error_by_age, predicted_vs_true

@@ -37,12 +37,17 @@ def chip_transform(face: Face, size: int, detector: str = "default") -> np.ndarr
     return np.float32([[scale, 0, size * bx - x * scale], [0, scale, size * by - y * scale]])
 
 
-def crop(image: np.ndarray, face: Face, size: int, detector: str = "default") -> np.ndarray:
+def crop(image: np.ndarray, face: Face, size: int, detector: str = "default", resolution: int | None = None) -> np.ndarray:
     """An RGB ``size`` x ``size`` chip of ``face`` from a BGR or greyscale image of any size.
 
     A face larger than the chip is warped at its own resolution, then area-averaged down, so a
-    big face gives the same smooth chip as resizing a ready-made one.
+    big face gives the same smooth chip as resizing a ready-made one. With ``resolution`` (the
+    training chips' own side, when smaller than ``size``) the chip is made at that resolution and
+    scaled up, as the training images were: the model then sees the sharpness it learned on.
     """
+    if resolution and resolution < size:
+        small = crop(image, face, resolution, detector)
+        return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
     matrix = chip_transform(face, size, detector)
     native = int(min(size / np.sqrt(abs(np.linalg.det(matrix[:, :2]))), 4 * size))

@@ -180,12 +180,13 @@ class LatestFrames:
         self.thread.start()
 
     def _put(self, item) -> None:
+        drop = self.source.live and item is not self._END
         while not self.stopping.is_set():
             try:
-                self.queue.put(item, timeout=0.1)
+                self.queue.put(item, block=not drop, timeout=None if drop else 0.1)
                 return
             except queue.Full:
-                if self.source.live and item is not self._END:
+                if drop:
                     try:
                         self.queue.get_nowait()
                         self.dropped += 1

@@ -18,13 +18,13 @@ class FaceResult:
 
 
 def detect_and_crop(image: np.ndarray, detector, size: int, timer: StageTimer | None = None,
-                    min_size: int = 0) -> tuple[list[Face], np.ndarray]:
+                    min_size: int = 0, resolution: int | None = None) -> tuple[list[Face], np.ndarray]:
     """Faces at least ``min_size`` pixels wide, and their chips (N, size, size, 3) uint8 RGB."""
     timer = timer or StageTimer()
     with timer.stage("detect"):
         faces = [f for f in detector.detect(image) if f.box[2] >= min_size]
     with timer.stage("preprocess"):
-        chips = np.stack([crop(image, f, size, detector.name) for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8)
+        chips = np.stack([crop(image, f, size, detector.name, resolution) for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8)
     return faces, chips
 
 
@@ -32,7 +32,7 @@ def analyse(image: np.ndarray, detector, model: AgeGenderModel, timer: StageTime
             min_size: int = 0) -> list[FaceResult]:
     """Every face in ``image`` with its age and gender."""
     timer = timer or StageTimer()
-    faces, chips = detect_and_crop(image, detector, model.size, timer, min_size)
+    faces, chips = detect_and_crop(image, detector, model.size, timer, min_size, model.resolution)
     with timer.stage("infer"):
         predictions = model.predict(chips)
     return [FaceResult(f, p) for f, p in zip(faces, predictions)]

@@ -44,6 +44,7 @@ class AgeGenderModel:
         self.info: ModelInfo = read_info(self.path)
         self.delegate, self.threads = delegate, threads
         self.size = self.info.input_size
+        self.resolution = self.info.extra.get("chip_resolution")
         if self.info.color_order != "RGB":
             raise EdgeAgeError(f"{self.path}: colour order {self.info.color_order} is not supported")
 

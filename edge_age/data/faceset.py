@@ -124,6 +124,15 @@ def _decode_all(source: Source, size: int, workdir: Path) -> dict:
     return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable, "ignored": source.ignored}
 
 
+def native_size(path: str | os.PathLike) -> int | None:
+    """The side in pixels of the first readable image under ``path``: the chips' own resolution."""
+    for _, data in open_source(path).iter_files():
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        if image is not None:
+            return int(max(image.shape))
+    return None
+
+
 def load_faces(path: str | os.PathLike | None, size: int = DEFAULT_SIZE, use_cache: bool = True) -> FaceSet:
     """Read, decode and resize every image under ``path`` (folder or archive), through the cache."""
     source = open_source(data_path(path))

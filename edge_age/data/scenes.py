@@ -67,7 +67,7 @@ def paste(frame: np.ndarray, chip: np.ndarray, centre: tuple[float, float], side
     size = (frame.shape[1], frame.shape[0])
     warped = cv2.warpAffine(chip, matrix, size, flags=cv2.INTER_AREA if side < w else cv2.INTER_LINEAR)
     mask = np.zeros((h, w), np.float32)
-    edge = max(2, w // 14)
+    edge = max(2, w // 50)  # a thin feather: wider ones erase the hair and ears the model reads
     mask[edge:-edge, edge:-edge] = 1
     mask = cv2.GaussianBlur(mask, (0, 0), edge / 2)
     alpha = cv2.warpAffine(mask, matrix, size)[..., None]
@@ -79,15 +79,15 @@ def paste(frame: np.ndarray, chip: np.ndarray, centre: tuple[float, float], side
 
 def make_photos(chips: list[Chip], out: Path, size=(640, 480), sides=(90, 260), max_angle: float = 12.0,
                 seed: int = 0, grey_every: int = 0) -> Path:
-    """One photo per chip at a random place, scale and rotation; writes the photos and ``labels.csv``.
-
-    ``grey_every`` > 0 makes every n-th photo greyscale. Returns the labels file.
+    """One photo per chip at a random place, scale and rotation; writes the photos, ``labels.csv``
+    (photo, labels, pasted box) and ``chips.csv`` (the same faces by chip name, to score the chips
+    themselves). ``grey_every`` > 0 makes every n-th photo greyscale. Returns the labels file.
     """
     out = atomic.writable_dir(out)
     rng = np.random.default_rng(seed)
     rows = io.StringIO()
     writer = csv.writer(rows)
-    writer.writerow(["file", "age", "gender", "x", "y", "w", "h"])
+    writer.writerow(["file", "age", "gender", "x", "y", "w", "h", "chip"])
     for i, chip in enumerate(chips):
         frame = background(size, rng)
         side = float(rng.uniform(*sides))
@@ -98,7 +98,8 @@ def make_photos(chips: list[Chip], out: Path, size=(640, 480), sides=(90, 260), 
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         name = f"{Path(chip.name).name.split('.')[0]}.jpg"
         atomic.write_bytes(out / name, cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
-        writer.writerow([name, chip.age, chip.gender, *(round(v, 1) for v in box)])
+        writer.writerow([name, chip.age, chip.gender, *(round(v, 1) for v in box), chip.name])
+    atomic.write_text(out / "chips.csv", "file,age,gender\n" + "".join(f"{c.name},{c.age},{c.gender}\n" for c in chips))
     return atomic.write_text(out / "labels.csv", rows.getvalue())
 
 

@@ -1,0 +1,86 @@
+"""Capture sources, the frame queue, the tracker and the MJPEG server, on real frames and a real HTTP client."""
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from firmware_host.capture import Frame, ImageSource, LatestFrames, open_source
+from firmware_host.errors import EdgeAgeError
+from firmware_host.mjpeg import BOUNDARY, MjpegServer, parse_address
+from firmware_host.predictor import Prediction
+from firmware_host.tracking import IouTracker
+from tests.scenes import chips
+
+
+class FastCamera:
+    """A live source delivering 200 numbered frames as fast as it can."""
+
+    live, description, skipped = True, "fast camera", []
+
+    def frames(self):
+        for i in range(200):
+            yield Frame(i, time.time(), np.full((4, 4, 3), i % 256, np.uint8), 0.0)
+            time.sleep(0.001)
+
+
+def test_live_source_drops_old_frames_never_lags():
+    reader = LatestFrames(FastCamera(), depth=2)
+    seen = []
+    for frame in reader:
+        seen.append(frame.index)
+        time.sleep(0.01)  # a slow consumer
+    assert reader.dropped > 50 and seen == sorted(seen) and seen[-1] == 199
+    assert len(seen) + reader.dropped == 200
+
+
+def test_file_sources_deliver_every_frame(tmp_path):
+    for i, chip in enumerate(chips(3)):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), chip.image)
+    (tmp_path / "3.jpg").write_bytes(b"broken")
+    (tmp_path / "notes.txt").write_text("not an image")
+    source = open_source(str(tmp_path))
+    assert isinstance(source, ImageSource)
+    frames = list(LatestFrames(source, depth=1))
+    assert [f.name for f in frames] == ["0.png", "1.png", "2.png"] and source.skipped == ["3.jpg"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgeAgeError, match="no images"):
+        open_source(str(tmp_path / "empty"))
+
+
+def test_tracker_keeps_ids_and_smooths():
+    tracker = IouTracker(alpha=0.5, max_missed=1)
+    p = lambda age: Prediction(age, 2.0, 0.9)  # noqa: E731
+    a = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)], [p(30), p(60)])
+    b = tracker.update([(205, 2, 50, 50), (4, 3, 50, 50)], [p(70), p(40)])
+    assert [t.id for t in a] == [1, 2] and [t.id for t in b] == [2, 1]
+    assert b[1].age == pytest.approx(35) and b[0].age == pytest.approx(65)
+    tracker.update([], [])
+    tracker.update([], [])
+    assert tracker.update([(0, 0, 50, 50)], [p(30)])[0].id == 3  # expired after max_missed frames
+
+
+def test_mjpeg_server_answers_a_browser():
+    server = MjpegServer("127.0.0.1:0")
+    try:
+        frame = cv2.cvtColor(chips(1)[0].image, cv2.COLOR_BGR2RGB)
+        server.write(frame, {"frame": 7, "faces": []})
+        page = urllib.request.urlopen(server.url, timeout=5).read().decode()
+        assert "/stream.mjpg" in page
+        jpeg = urllib.request.urlopen(server.url + "frame.jpg", timeout=5).read()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == frame.shape
+        assert b'"frame": 7' in urllib.request.urlopen(server.url + "stats.json", timeout=5).read()
+        stream = urllib.request.urlopen(server.url + "stream.mjpg", timeout=5)
+        assert BOUNDARY in stream.headers["Content-Type"]
+        server.write(frame, {"frame": 8})
+        head = stream.read(200)
+        assert head.startswith(f"--{BOUNDARY}".encode()) and b"image/jpeg" in head
+        stream.close()
+    finally:
+        server.close()
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    with pytest.raises(EdgeAgeError, match="HOST:PORT"):
+        parse_address("localhost:http")
