@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference
+.PHONY: setup run test reference device-figures
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -30,3 +30,23 @@ reference: setup
 	$(BIN)/edge-age train --preset reference --data $(EDGE_AGE_DATA) --split runs/split.csv \
 		--weights $(IMAGENET) --out runs/reference $(if $(wildcard runs/reference/config.json),--resume)
 	cd runs/reference && cp $(REFERENCE_FILES) $(CURDIR)/edge_age/reference/
+
+# Figures of the device runner on this machine: pipeline fps and per-stage p50 at 640x480 with 1 and 4 faces
+# for each detector and model, and accuracy on raw-like photos (detect + align) against the ready-made chips.
+UTK200 ?= $(abspath ../shared/data/utkface_part1_200)
+export EDGE_AGE_YUNET ?= $(abspath ../shared/models/yunet/face_detection_yunet_2023mar.onnx)
+DEVICE_MODELS ?= int8-qat int8 float32
+DETECTORS ?= yunet blazeface haar
+device-figures: setup
+	$(BIN)/edge-age data video $(UTK200) --split runs/split.csv --faces 1 --frames 150 --out runs/device/faces1.avi
+	$(BIN)/edge-age data video $(UTK200) --split runs/split.csv --faces 4 --no-churn --frames 150 --out runs/device/faces4.avi
+	for n in 1 4; do for d in $(DETECTORS); do for m in $(DEVICE_MODELS); do \
+	  $(BIN)/edge-age run -m runs/convert/age_gender_$$m.tflite -s runs/device/faces$$n.avi --detector $$d \
+	    --threads 2 -o runs/device/$${n}faces_$${d}_$${m} || exit 1; done; done; done
+	$(BIN)/edge-age run-table runs/device/*/run_report.json -o runs/device/pipeline.md
+	$(BIN)/edge-age data photos $(UTK200) --split runs/split.csv --out runs/device/raw_test
+	for m in $(DEVICE_MODELS); do \
+	  $(BIN)/edge-age evaluate runs/convert/age_gender_$$m.tflite --data $(UTK200) --labels runs/device/raw_test/chips.csv \
+	    --json runs/device/chips_$${m}.json || exit 1; \
+	  for d in $(DETECTORS); do $(BIN)/edge-age evaluate runs/convert/age_gender_$$m.tflite --data runs/device/raw_test \
+	    --labels runs/device/raw_test/labels.csv --detect --detector $$d --json runs/device/raw_$${m}_$${d}.json || exit 1; done; done

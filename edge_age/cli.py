@@ -146,7 +146,8 @@ def data_photos(
 def data_video(
     data: Optional[Path] = DataArg,
     out: Path = typer.Option(..., "--out", "-o", help="Video file to write (.avi, Motion JPEG)."),
-    faces: int = typer.Option(4, min=1, max=12, help="Faces in the video; with 2 or more, one leaves and one enters."),
+    faces: int = typer.Option(4, min=1, max=12, help="Faces in the video."),
+    churn: bool = typer.Option(True, help="With 2 or more faces, one leaves and one enters half-way."),
     frames: int = typer.Option(90, min=2),
     fps: float = typer.Option(15.0, min=1.0),
     width: int = typer.Option(640, min=64),
@@ -158,7 +159,7 @@ def data_video(
     """A test video of moving faces, with the true box of every face in every frame (<video>.truth.json)."""
     from edge_age.data.scenes import make_video
 
-    path = make_video(_chips(data, faces, seed, split, subset), out, frames, fps, (width, height), seed)
+    path = make_video(_chips(data, faces, seed, split, subset), out, frames, fps, (width, height), seed, churn)
     typer.echo(f"wrote {path} and {path.with_suffix('.truth.json')}")
 
 
@@ -365,6 +366,34 @@ def predict(
     typer.echo(f"wrote {out}/faces.csv and faces.json")
 
 
+@app.command("run-table")
+def run_table(
+    reports: list[Path] = typer.Argument(..., help="run_report.json files from 'edge-age run'."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
+) -> None:
+    """Compare runs: frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
+    from edge_age.report_page import md_table
+    from firmware_host import atomic
+    from firmware_host.stages import STAGES
+
+    rows = []
+    for path in reports:
+        try:
+            r = json.loads(path.read_text(encoding="utf-8"))
+            stages = r["stages"]
+            row = [path.parent.name, r["source"].split("/")[-1], r["target"], f"{r['delegate']}/{r['threads']}",
+                   r["detector"], r["frames"], round(r["faces"] / max(r["frames"], 1), 2), f"{r['fps']:.1f}"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EdgeAgeError(f"{path} is not a run report of 'edge-age run': {exc}") from None
+        rows.append(row + [f"{stages[s]['p50_ms']:.2f}" if stages.get(s, {}).get("count") else "" for s in STAGES]
+                    + [r["dropped_frames"]])
+    table = md_table(["run", "source", "model", "delegate/threads", "detector", "frames", "faces/frame", "fps",
+                      *(f"{s} p50 ms" for s in STAGES), "dropped"], rows)
+    typer.echo(table)
+    if out:
+        atomic.write_text(out, table)
+
+
 def _read_truth(labels: Path) -> dict[str, tuple[int, int]]:
     from edge_age.evaluation import read_labels
     return {Path(f).name: (age, gender) for f, age, gender, _ in read_labels(labels)}
@@ -430,8 +459,13 @@ def bench(
         raise EdgeAgeError("give --split or --labels, not both")
     delegates = list(dict.fromkeys(d.strip() for item in delegate for d in item.split(",") if d.strip()))
     faces = Faces(data, split, subset, labels, limit) if data or split or labels else None
-    result = run_bench(models, out, delegates, _thread_counts(threads), runs, warmup, faces, name, delegate_library,
-                       device)
+    try:
+        result = run_bench(models, out, delegates, _thread_counts(threads), runs, warmup, faces, name, delegate_library,
+                           device)
+    except KeyboardInterrupt:
+        typer.echo(f"edge-age: bench interrupted; what it measured is in {out}/bench.json, bench.md, bench.html",
+                   err=True)
+        raise
     typer.echo(bench_table(result))
     for s in result["skipped"]:
         typer.echo(f"not measured: {s['model']} on {s['delegate']}: {s['reason']}", err=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
 
 DELEGATES = ("cpu", "gpu", "edgetpu")
 GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
@@ -142,15 +143,14 @@ def input_size(interpreter) -> int:
     return int(interpreter.get_input_details()[0]["shape"][1])
 
 
-def _quantize(pixels: np.ndarray, detail: dict) -> np.ndarray:
+def _quantize(pixels: np.ndarray, detail: dict, pixel_scale: float, pixel_offset: float) -> np.ndarray:
     """uint8 RGB faces as the input tensor wants them: normalised floats or quantized integers."""
-    from firmware_host.preprocess import normalize
     dtype = np.dtype(detail["dtype"])
     scale, zero = detail["quantization"]
     if dtype == np.float32:
-        return normalize(pixels)
+        return normalize(pixels, pixel_scale, pixel_offset)
     info = np.iinfo(dtype)
-    return np.clip(np.round(normalize(pixels) / scale + zero), info.min, info.max).astype(dtype)
+    return np.clip(np.round(normalize(pixels, pixel_scale, pixel_offset) / scale + zero), info.min, info.max).astype(dtype)
 
 
 def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -158,13 +158,15 @@ def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
     return ((value.astype(np.float32) - zero) * scale) if scale else value.astype(np.float32)
 
 
-def invoke(interpreter, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """Run a batch of uint8 RGB faces (N, S, S, 3); return every output, dequantized, by signature name."""
+def invoke(interpreter, pixels: np.ndarray, pixel_scale: float = PIXEL_SCALE,
+           pixel_offset: float = PIXEL_OFFSET) -> dict[str, np.ndarray]:
+    """Run a batch of uint8 RGB faces (N, S, S, 3), normalised as ``x * pixel_scale + pixel_offset``;
+    return every output, dequantized, by signature name."""
     runner = interpreter.get_signature_runner()
     (in_name, in_detail), = runner.get_input_details().items()
     if tuple(in_detail["shape"][1:]) != tuple(pixels.shape[1:]):
         raise EdgeAgeError(f"model expects input {tuple(in_detail['shape'][1:])}, got {tuple(pixels.shape[1:])}")
-    raw = runner(**{in_name: _quantize(pixels, in_detail)})
+    raw = runner(**{in_name: _quantize(pixels, in_detail, pixel_scale, pixel_offset)})
     details = runner.get_output_details()
     return {name: _dequantize(value, details[name]) for name, value in raw.items()}
 

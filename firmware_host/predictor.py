@@ -55,7 +55,7 @@ class AgeGenderModel:
         """Predictions for uint8 RGB chips (N, S, S, 3), in one invoke."""
         if not len(chips):
             return []
-        outputs = invoke(self.interpreter, chips)
+        outputs = invoke(self.interpreter, chips, self.info.pixel_scale, self.info.pixel_offset)
         age_out, gender_out = self.info.outputs["age"], self.info.outputs["gender"]
         mean, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages)
         female = outputs[gender_out.name][:, 0].astype(np.float64)

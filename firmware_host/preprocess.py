@@ -14,6 +14,6 @@ PIXEL_OFFSET = -1.0
 UINT8_INPUT_ZERO_POINT = 128
 
 
-def normalize(pixels: np.ndarray) -> np.ndarray:
-    """Map uint8 RGB pixels (0..255) to float32 in [-1, 1]."""
-    return pixels.astype(np.float32) * np.float32(PIXEL_SCALE) + np.float32(PIXEL_OFFSET)
+def normalize(pixels: np.ndarray, scale: float = PIXEL_SCALE, offset: float = PIXEL_OFFSET) -> np.ndarray:
+    """Map uint8 RGB pixels (0..255) to float32 ``x * scale + offset`` (by default [-1, 1])."""
+    return pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)

@@ -84,3 +84,17 @@ def test_mjpeg_server_answers_a_browser():
     assert parse_address("8080") == ("127.0.0.1", 8080)
     with pytest.raises(EdgeAgeError, match="HOST:PORT"):
         parse_address("localhost:http")
+
+
+def test_live_source_that_disappears_is_reopened_then_reported(tmp_path):
+    from edge_age.data.scenes import make_video
+    from firmware_host.capture import VideoSource
+    path = make_video(chips(1), tmp_path / "cam.avi", frames=5)
+    source = VideoSource(str(path), retries=2, backoff_s=0.01)
+    source.live = True  # behave as a camera: a failed read means the device dropped out
+    frames = source.frames()
+    assert len([next(frames) for _ in range(8)]) == 8 and source.reopened == 1  # came back once
+    path.unlink()
+    with pytest.raises(EdgeAgeError, match="disappeared and did not come back after 2 tries"):
+        for _ in frames:
+            pass

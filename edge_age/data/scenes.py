@@ -103,9 +103,10 @@ def make_photos(chips: list[Chip], out: Path, size=(640, 480), sides=(90, 260), 
     return atomic.write_text(out / "labels.csv", rows.getvalue())
 
 
-def tracks(count: int, frames: int, size=(640, 480), seed: int = 0) -> list[dict]:
-    """Straight paths for ``count`` faces: the first leaves the frame half-way, the last enters then
-    (when ``count`` > 1); the others drift inside. Each: ``start``/``end`` frame, ``from``/``to`` centre, ``side``."""
+def tracks(count: int, frames: int, size=(640, 480), seed: int = 0, churn: bool = True) -> list[dict]:
+    """Straight paths for ``count`` faces: with ``churn`` (and ``count`` > 1) the first leaves the frame
+    half-way and the last enters then; the others drift inside. Each: ``start``/``end`` frame,
+    ``from``/``to`` centre, ``side``."""
     rng = np.random.default_rng(seed)
     w, h = size
     side = min(w / (count + 1.5), h / 2.2, 180.0)
@@ -116,20 +117,21 @@ def tracks(count: int, frames: int, size=(640, 480), seed: int = 0) -> list[dict
         start, end = 0, frames
         to = (x + rng.uniform(-0.05, 0.05) * w, y + rng.uniform(-0.05, 0.05) * h)
         origin = (x, y)
-        if i == 0 and count > 1:  # leaves by the left edge, gone before the end
+        if churn and i == 0 and count > 1:  # leaves by the left edge, gone before the end
             to, end = (-side, y), int(frames * 0.6)
-        elif i == count - 1 and count > 1:  # enters from the right edge half-way
+        elif churn and i == count - 1 and count > 1:  # enters from the right edge half-way
             origin, start = (w + side, y), int(frames * 0.4)
         paths.append({"start": start, "end": end, "from": origin, "to": to, "side": side})
     return paths
 
 
-def make_video(chips: list[Chip], out: Path, frames: int = 90, fps: float = 15.0, size=(640, 480), seed: int = 0) -> Path:
+def make_video(chips: list[Chip], out: Path, frames: int = 90, fps: float = 15.0, size=(640, 480), seed: int = 0,
+               churn: bool = True) -> Path:
     """A video of ``len(chips)`` faces moving along :func:`tracks`; writes it and ``<video>.truth.json``
     (per frame: face index and box). Returns the video path (``.avi``, Motion JPEG)."""
     out = Path(out)
     atomic.writable_dir(out.parent)
-    paths = tracks(len(chips), frames, size, seed)
+    paths = tracks(len(chips), frames, size, seed, churn)
     rng = np.random.default_rng(seed)
     still = background(size, rng)
     truth = []
