@@ -51,6 +51,16 @@ def age_confusion(pred: np.ndarray, true: np.ndarray) -> list[list[int]]:
     return m.tolist()
 
 
+def error_by_age(pred, true, width: int = 5) -> dict:
+    """Mean absolute error in ``width``-year bins of the true age (bins with faces only)."""
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    which = (true // width).astype(int)
+    err = np.abs(pred - true)
+    bins = sorted(set(which.tolist()))
+    return {"width": width, "age_from": [b * width for b in bins],
+            "mae": [float(err[which == b].mean()) for b in bins], "n": [int((which == b).sum()) for b in bins]}
+
+
 def age_metrics(pred_age, true_age, pred_gender=None, true_gender=None) -> dict:
     """MAE, CS@5, epsilon error and, where gender labels are known, gender accuracy and ROC AUC."""
     pred_age, true_age = np.asarray(pred_age, float), np.asarray(true_age, float)

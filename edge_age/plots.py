@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_age.metrics import error_by_age as age_error_bins
 from edge_age.report_page import pyplot, save_figure
 
 
@@ -20,18 +21,9 @@ def predicted_vs_true(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
 
 def error_by_age(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
     plt = pyplot()
-    edges = np.arange(0, 125, 5)
-    which = np.digitize(true, edges) - 1
-    err = np.abs(np.asarray(pred) - np.asarray(true))
-    centers, means, counts = [], [], []
-    for b in range(len(edges) - 1):
-        mask = which == b
-        if mask.any():
-            centers.append(edges[b] + 2.5)
-            means.append(err[mask].mean())
-            counts.append(int(mask.sum()))
+    bins = age_error_bins(pred, true)
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(centers, means, width=4.5, color="#4477aa")
+    ax.bar(np.array(bins["age_from"]) + bins["width"] / 2, bins["mae"], width=bins["width"] * 0.9, color="#4477aa")
     ax.set(xlabel="true age (5-year bins)", ylabel="mean absolute error (years)", title="Error by age")
     return save_figure(fig, path)
 
