@@ -437,8 +437,8 @@ def bench(
     models: list[Path] = typer.Argument(..., help=".tflite files, ONNX baselines (.onnx with its preprocessing .json "
                                                   "beside it, or that .json), or folders of them."),
     out: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="Folder for bench.json, bench.md, bench.html."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Face crops for accuracy [default with --split or "
-                                                             "--labels: $EDGE_AGE_DATA]; none: latency only."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Face crops for accuracy (with --split or --labels, "
+                                                             "default $EDGE_AGE_DATA); without all three: latency only."),
     split: Optional[Path] = typer.Option(None, help="Split CSV: accuracy on one side of it."),
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
     labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
@@ -447,7 +447,7 @@ def bench(
     threads: str = typer.Option("1", help="Thread counts, comma-separated, e.g. 1,2,4."),
     runs: int = typer.Option(100, min=1, help="Timed inferences per configuration."),
     warmup: int = typer.Option(10, min=0, help="Untimed inferences before them."),
-    name: Optional[str] = typer.Option(None, help="This device's name in reports [default: board model, else host name]."),
+    name: Optional[str] = typer.Option(None, help="This device's name in reports (default: board model, else host name)."),
     delegate_library: Optional[str] = DelegateLibraryOpt,
     device: Optional[str] = DeviceOpt,
 ) -> None:
