@@ -29,14 +29,13 @@ def device_names(benches: list[dict]) -> list[str]:
     return names
 
 
-def _accuracy(benches: list[dict], model: str) -> tuple[dict | None, str | None]:
-    """The model's accuracy from the first bench that measured it (on the CPU if it ran there), and that bench's faces."""
+def _accuracy(benches: list[dict], model: str) -> dict | None:
+    """The model's accuracy from the first bench that measured it (on the CPU if it ran there)."""
     for bench in benches:
         entry = next((m for m in bench["models"] if m["name"] == model), None)
         if entry and entry["accuracy"]:
-            acc = entry["accuracy"].get("cpu") or next(iter(entry["accuracy"].values()))
-            return acc, bench["settings"].get("faces")
-    return None, None
+            return entry["accuracy"].get("cpu") or next(iter(entry["accuracy"].values()))
+    return None
 
 
 def _device_cell(found: list[Measurement], model: str) -> str:
@@ -50,7 +49,8 @@ def _device_cell(found: list[Measurement], model: str) -> str:
 
 def _notes(paths: list[Path], benches: list[dict], names: list[str], models: list[str]) -> list[str]:
     notes = [(f"{FRONT_NOTE} ★: on that device's front. Each device cell is the model's fastest configuration there "
-              "(p50 ms, delegate ×threads); MAE comes from the first device that measured it.")]
+              "(p50 ms, delegate ×threads); MAE comes from the first device that measured it, and places the "
+              "measurements of devices that measured no accuracy themselves.")]
     for path, bench, name in zip(paths, benches, names):
         if bench["status"] != "complete":
             notes.append(f"{name} ({path}) is {bench['status']}: only what it measured before stopping is shown.")
@@ -69,13 +69,13 @@ def merge_benches(paths: list[Path], out: Path) -> str:
     benches = [load_bench(p) for p in paths]
     out = atomic.writable_dir(out)
     names = device_names(benches)
-    found = {name: measurements(b) for name, b in zip(names, benches)}
     models = list(dict.fromkeys(m["name"] for b in benches for m in b["models"]))
     if not models:
         raise EdgeAgeError("the bench files hold no model")
     short = short_names(models)
     sizes = {m["name"]: m["size_bytes"] for b in benches for m in b["models"]}
-    accuracy = {model: _accuracy(benches, model)[0] for model in models}
+    accuracy = {model: _accuracy(benches, model) for model in models}
+    found = {name: measurements(b, {m: acc for m, acc in accuracy.items() if acc}) for name, b in zip(names, benches)}
 
     header = ["model", "KB", "MAE", "CS@5", "ε-error", "gender", *[f"{n} p50 ms" for n in names]]
     rows = [[model, f"{sizes[model] / 1024:.0f}", *accuracy_cells(accuracy[model]),

@@ -13,7 +13,7 @@ def _log_ms(axis) -> None:
     """A log-scale milliseconds axis labelled with plain numbers (0.5, 1, 2) rather than powers of ten."""
     from matplotlib.ticker import LogFormatter
     axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
 
 
 def tradeoff(series: dict[str, list[dict]], path: Path, title: str) -> Path:

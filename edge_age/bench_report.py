@@ -46,6 +46,12 @@ def load_bench(path: str | Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in bench]
     if missing:
         raise EdgeAgeError(f"{path} is a damaged bench file: it has no {', '.join(missing)}")
+    try:  # what the report reads
+        names = {m["name"]: (m["size_bytes"], m["sha256"], dict(m["accuracy"])) for m in bench["models"]}
+        for row in bench["latency"]:
+            names[row["model"]], row["delegate"], row["threads"], row["latency_ms"]["p90"], row["samples_ms"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgeAgeError(f"{path} is a damaged bench file: bad or missing {exc}") from None
     return bench
 
 
@@ -67,11 +73,14 @@ class Measurement:
         return self.accuracy["mae"] if self.accuracy else None
 
 
-def measurements(bench: dict) -> list[Measurement]:
-    """Every latency row with its accuracy, the Pareto front marked among those with an accuracy."""
+def measurements(bench: dict, elsewhere: dict[str, dict] | None = None) -> list[Measurement]:
+    """Every latency row with its accuracy, the Pareto front marked among those with an accuracy.
+
+    ``elsewhere`` gives a model's accuracy where this bench did not measure it (a device without the data).
+    """
     models = {m["name"]: m for m in bench["models"]}
-    found = [Measurement(models[r["model"]], r, models[r["model"]]["accuracy"].get(r["delegate"]))
-             for r in bench["latency"]]
+    found = [Measurement(models[r["model"]], r, models[r["model"]]["accuracy"].get(r["delegate"])
+                         or (elsewhere or {}).get(r["model"])) for r in bench["latency"]]
     scored = [m for m in found if m.mae is not None]
     for m, front in zip(scored, pareto_front([(m.p50, m.mae) for m in scored])):
         m.front = front
@@ -239,8 +248,9 @@ def bench_sections(bench: dict, out: Path) -> list[Section]:
     status = {"complete": "complete", "running": "unfinished (still running, or killed)",
               "interrupted": "INTERRUPTED: these are the measurements made before it stopped",
               "failed": f"FAILED: {bench.get('error')}"}[bench["status"]]
+    runtimes = ", ".join(dict.fromkeys(f"{m.row['runtime']['name']} {m.row['runtime']['version']}" for m in found))
     sections = [Section("Device", f"{bench['device']['name']}: {device_summary(bench['device'])}. "
-                                  f"Bench {status}; started {bench['started']}.")]
+                                  f"Runtimes: {runtimes or '-'}. Bench {status}; started {bench['started']}.")]
     faces = f"accuracy on {settings['faces']}" if settings.get("faces") else "no accuracy (no --data)"
     front = sorted((m for m in found if m.front), key=lambda m: m.p50)
     front_text = (" Pareto front, fastest first: " + " → ".join(
