@@ -457,6 +457,8 @@ def bench(
 
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
+    if limit and not (data or split or labels):
+        raise EdgeAgeError("--limit counts the faces scored for accuracy: give --data (with --split or --labels)")
     delegates = list(dict.fromkeys(d.strip() for item in delegate for d in item.split(",") if d.strip()))
     faces = Faces(data, split, subset, labels, limit) if data or split or labels else None
     try:

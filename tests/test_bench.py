@@ -229,6 +229,7 @@ def test_bench_refuses_bad_input(converted, onnx_model, faces, tmp_path):
         ([model, "--delegate", "edgetpu"], "edgetpu delegate library"),
         ([model, "--delegate", "npu"], "unknown delegate 'npu'"),
         ([model, "--threads", "0"], "--threads takes thread counts"),
+        ([model, "--limit", "10"], "--limit counts the faces"),
         ([model, "--data", faces, "--split", notes], "columns"),
         ([model, "--data", empty], "no image files"),
     ]
