@@ -42,11 +42,14 @@ device-figures: setup
 	$(BIN)/edge-age data video $(UTK200) --split runs/split.csv --faces 4 --no-churn --frames 150 --out runs/device/faces4.avi
 	for n in 1 4; do for d in $(DETECTORS); do for m in $(DEVICE_MODELS); do \
 	  $(BIN)/edge-age run -m runs/convert/age_gender_$$m.tflite -s runs/device/faces$$n.avi --detector $$d \
-	    --threads 2 -o runs/device/$${n}faces_$${d}_$${m} || exit 1; done; done; done
+	    --threads 2 -o runs/device/$${n}faces_$${d}_$${m} --video runs/device/$${n}faces_$${d}_$${m}/annotated.avi \
+	    || exit 1; done; done; done
 	$(BIN)/edge-age run-table runs/device/*/run_report.json -o runs/device/pipeline.md
 	$(BIN)/edge-age data photos $(UTK200) --split runs/split.csv --out runs/device/raw_test
 	for m in $(DEVICE_MODELS); do \
 	  $(BIN)/edge-age evaluate runs/convert/age_gender_$$m.tflite --data $(UTK200) --labels runs/device/raw_test/chips.csv \
-	    --json runs/device/chips_$${m}.json || exit 1; \
+	    --json runs/device/chips200_$${m}.json || exit 1; \
+	  $(BIN)/edge-age evaluate runs/convert/age_gender_$$m.tflite --data $(EDGE_AGE_DATA) --labels runs/device/raw_test/chips.csv \
+	    --json runs/device/chips64_$${m}.json || exit 1; \
 	  for d in $(DETECTORS); do $(BIN)/edge-age evaluate runs/convert/age_gender_$$m.tflite --data runs/device/raw_test \
 	    --labels runs/device/raw_test/labels.csv --detect --detector $$d --json runs/device/raw_$${m}_$${d}.json || exit 1; done; done

@@ -33,8 +33,12 @@ def analyse(image: np.ndarray, detector, model: AgeGenderModel, timer: StageTime
     """Every face in ``image`` with its age and gender."""
     timer = timer or StageTimer()
     faces, chips = detect_and_crop(image, detector, model.size, timer, min_size, model.resolution)
+    if not faces:
+        return []
     with timer.stage("infer"):
-        predictions = model.predict(chips)
+        outputs = model.infer(chips)
+    with timer.stage("postprocess"):
+        predictions = model.decode(outputs)
     return [FaceResult(f, p) for f, p in zip(faces, predictions)]
 
 

@@ -53,9 +53,14 @@ class AgeGenderModel:
 
     def predict(self, chips: np.ndarray) -> list[Prediction]:
         """Predictions for uint8 RGB chips (N, S, S, 3), in one invoke."""
-        if not len(chips):
-            return []
-        outputs = invoke(self.interpreter, chips, self.info.pixel_scale, self.info.pixel_offset)
+        return self.decode(self.infer(chips)) if len(chips) else []
+
+    def infer(self, chips: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's raw outputs (dequantized) for a batch of chips."""
+        return invoke(self.interpreter, chips, self.info.pixel_scale, self.info.pixel_offset)
+
+    def decode(self, outputs: dict[str, np.ndarray]) -> list[Prediction]:
+        """Outputs to ages, spreads and gender probabilities, as the sidecar says."""
         age_out, gender_out = self.info.outputs["age"], self.info.outputs["gender"]
         mean, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages)
         female = outputs[gender_out.name][:, 0].astype(np.float64)

@@ -71,11 +71,26 @@ class Run:
 
     def __init__(self, options: RunOptions):
         self.o = options
+        if options.show:
+            from firmware_host.sinks import display_available
+            if not display_available():
+                raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
         self.out = atomic.writable_dir(options.out)
         self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library, options.device)
         self.detector = make_detector(options.detector, options.detector_model, threads=options.threads)
         self.source = open_source(options.source, options.width, options.height, options.fps)
         self.sinks, self.images = [], []
+        try:
+            self._open_sinks(options)
+        except BaseException:
+            self.close(ok=False)
+            raise
+        self.timer, self.tracker = StageTimer(), IouTracker(alpha=options.smoothing)
+        self.frames = self.faces = 0
+        self.reader: LatestFrames | None = None
+        self.frame_seconds: list[float] = []
+
+    def _open_sinks(self, options: RunOptions) -> None:
         if options.jsonl:
             from firmware_host.sinks import JsonlSink
             self.sinks.append(JsonlSink(options.jsonl))
@@ -84,18 +99,12 @@ class Run:
             self.images.append(VideoSink(options.video, options.fps or self.source.fps or 15.0))
         if options.serve:
             from firmware_host.mjpeg import MjpegServer
-            self.server = MjpegServer(options.serve)
-            self.images.append(self.server)
-            print(f"edge-age: watching on {self.server.url}", file=sys.stderr)
+            server = MjpegServer(options.serve)
+            self.images.append(server)
+            print(f"edge-age: watching on {server.url}", file=sys.stderr)
         if options.show:
-            from firmware_host.sinks import WindowSink, display_available
-            if not display_available():
-                raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
+            from firmware_host.sinks import WindowSink
             self.images.append(WindowSink())
-        self.timer, self.tracker = StageTimer(), IouTracker(alpha=options.smoothing)
-        self.frames = self.faces = 0
-        self.reader: LatestFrames | None = None
-        self.frame_seconds: list[float] = []
 
     def loop(self) -> None:
         self.reader = reader = LatestFrames(self.source, self.o.queue)

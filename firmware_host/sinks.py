@@ -23,11 +23,13 @@ class VideoSink:
     def write(self, image: np.ndarray, record: dict | None = None) -> None:
         if self.writer is None:
             fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps,
-                                          (image.shape[1], image.shape[0]))
+            self.size = (image.shape[1], image.shape[0])
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
             if not self.writer.isOpened():
                 self.close(ok=False)
                 raise EdgeAgeError(f"OpenCV cannot write {self.path.suffix} video to {self.path}; try .avi")
+        if (image.shape[1], image.shape[0]) != self.size:  # images of a folder may differ in size
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         self.writer.write(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
         self.frames += 1
 
@@ -44,15 +46,13 @@ class VideoSink:
 
 
 class JsonlSink:
-    """One JSON record per frame, flushed as it goes (a crash keeps every finished line)."""
+    """One JSON record per frame, flushed as it goes into a file beside ``path`` that replaces it when
+    the run ends (a hard kill leaves every finished line in that ``.part`` file, and the old file intact)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        atomic.writable_dir(self.path.parent)
-        try:
-            self.file = open(self.path, "w", encoding="utf-8")
-        except OSError as exc:
-            raise EdgeAgeError(f"cannot write {self.path}: {exc.strerror}") from None
+        self.tmp = atomic.begin(self.path)
+        self.file = self.tmp.open("w", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
     def write(self, record: dict) -> None:
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -60,6 +60,10 @@ class JsonlSink:
 
     def close(self, ok: bool = True) -> None:
         self.file.close()
+        if ok:
+            atomic.commit(self.tmp, self.path)
+        else:
+            atomic.discard(self.tmp)
 
 
 def display_available() -> bool:

@@ -21,7 +21,8 @@ def summarize(seconds: list[float]) -> dict:
 
 
 class StageTimer:
-    """Collects durations per stage; ``with timer.stage("detect"):`` times one stage of one frame."""
+    """Collects durations per stage and frame; ``with timer.stage("detect"):`` times one stage, several
+    timings of a stage in one frame add up, and :meth:`end_frame` records the frame's totals."""
 
     def __init__(self):
         self.times: dict[str, list[float]] = defaultdict(list)
@@ -36,11 +37,12 @@ class StageTimer:
             self.add(name, time.perf_counter() - start)
 
     def add(self, name: str, seconds: float) -> None:
-        self.times[name].append(seconds)
         self.frame[name] = self.frame.get(name, 0.0) + seconds
 
     def end_frame(self) -> dict[str, float]:
-        """This frame's stage times in milliseconds; starts the next frame."""
+        """Record this frame's stage times and return them in milliseconds; starts the next frame."""
+        for name, seconds in self.frame.items():
+            self.times[name].append(seconds)
         done = {k: round(v * 1000, 3) for k, v in self.frame.items()}
         self.frame = {}
         return done

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_age.data.scenes import make_photos
-from firmware_host.align import CHIP_LANDMARKS, chip_transform, crop
+from firmware_host.align import CHIP_BOX, CHIP_LANDMARKS, chip_transform, crop
 from firmware_host.blazeface import anchors
 from firmware_host.detectors import YuNetDetector, find_model, make_detector
 from firmware_host.errors import EdgeAgeError
@@ -37,6 +37,19 @@ def test_chip_landmarks_match_the_chips():
     median = np.median(np.array(found), axis=0)
     for name, measured in zip(YuNetDetector.LANDMARKS, median):
         assert np.abs(measured - CHIP_LANDMARKS[name]).max() < 0.025, (name, measured)
+
+
+def test_haar_box_geometry_matches_the_chips():
+    """CHIP_BOX["haar"] is the median Haar box around real chips set in a border (re-measured on 40)."""
+    detector, boxes = make_detector("haar"), []
+    for chip in chips(40, seed=12):
+        faces = detector.detect(cv2.copyMakeBorder(chip.image, 100, 100, 100, 100, cv2.BORDER_REPLICATE))
+        central = [f.box for f in faces if abs(f.box[0] + f.box[2] / 2 - 200) < 60 and abs(f.box[1] + f.box[3] / 2 - 200) < 60]
+        if central:
+            x, y, w, h = max(central, key=lambda b: b[2])
+            boxes.append([(x - 100) / 200, (y - 100) / 200, w / 200])
+    assert len(boxes) >= 35
+    assert np.abs(np.median(boxes, axis=0) - CHIP_BOX["haar"][:3]).max() < 0.05
 
 
 @pytest.mark.parametrize("grey", [False, True])
