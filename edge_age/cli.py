@@ -11,7 +11,7 @@ import typer
 
 from firmware_host.errors import EdgeAgeError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, audit and split UTKFace-style face crops.")
 app.add_typer(data_app, name="data")
