@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_age import __version__
 from edge_age.baselines import Baseline, read_baseline
-from edge_age.bench_jobs import latency_job, predict_job, run_isolated
+from edge_age.bench_jobs import latency_job, latency_stats, predict_job, run_isolated
 from edge_age.bench_report import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_json
 from edge_age.progress import progress_bar
 from firmware_host import atomic, system_info
@@ -173,11 +173,19 @@ class BenchLoop:
         return groups * (len(self.threads) + (1 if self.faces else 0))
 
     def latency(self, model: BenchModel, delegate: str, threads: int) -> None:
+        """One round of a configuration; a later round adds its samples to the first's (each in a fresh process)."""
         result = run_isolated(latency_job, model.kind, model.job_model, self.options(delegate), threads, self.runs,
                               self.warmup)
         self.entries[model.name]["input_size"] = result.pop("input_size")
-        self.bench["latency"].append({"model": model.name, "delegate": delegate, "threads": threads, "runs": self.runs,
-                                      "warmup": self.warmup, **result, "temperature_c": system_info.temperature_c()})
+        earlier = next((e for e in self.bench["latency"]
+                        if (e["model"], e["delegate"], e["threads"]) == (model.name, delegate, threads)), None)
+        if earlier is None:
+            self.bench["latency"].append({"model": model.name, "delegate": delegate, "threads": threads, "runs": self.runs,
+                                          "warmup": self.warmup, **result, "temperature_c": system_info.temperature_c()})
+        else:
+            samples = earlier["samples_ms"] + result["samples_ms"]
+            earlier.update(runs=len(samples), samples_ms=samples, latency_ms=latency_stats(np.array(samples) / 1000.0),
+                           peak_rss_mb=max(filter(None, (earlier["peak_rss_mb"], result["peak_rss_mb"])), default=None))
         write_json(self.bench, self.out)
 
     def accuracy(self, model: BenchModel, delegate: str) -> None:
@@ -195,13 +203,14 @@ class BenchLoop:
         self.bench["settings"]["faces_count"] = len(faces.files)
         write_json(self.bench, self.out)
 
-    def group(self, model: BenchModel, delegate: str, bar, task) -> None:
-        """Latency at each thread count, accuracy after the first (so a bad data set shows up early).
+    def group(self, model: BenchModel, delegate: str, bar, task, first: bool = True) -> None:
+        """Latency at each thread count, accuracy after the first in the first round (so a bad data set
+        shows up early).
 
         A failure of the model on this delegate (a runtime that cannot load an op, a delegate that
         refuses the graph) is recorded and the bench goes on; a bad data set stops it.
         """
-        left = self.steps(1)
+        left = self.steps(1) if first else len(self.threads)
         for i, threads in enumerate(self.threads):
             bar.update(task, description=f"{model.name} on {delegate} ×{threads}")
             try:
@@ -212,7 +221,7 @@ class BenchLoop:
                 return
             bar.advance(task)
             left -= 1
-            if i == 0 and self.faces:
+            if i == 0 and first and self.faces:
                 bar.update(task, description=f"{model.name} on {delegate}: accuracy")
                 self.accuracy(model, delegate)
                 bar.advance(task)
@@ -221,8 +230,12 @@ class BenchLoop:
 
 def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[int], runs: int = 100,
               warmup: int = 10, faces: Faces | None = None, name: str | None = None, library: str | None = None,
-              device: str | None = None) -> dict:
-    """Bench every model on every delegate at every thread count; write bench.json, bench.md, bench.html."""
+              device: str | None = None, rounds: int = 1) -> dict:
+    """Bench every model on every delegate at every thread count; write bench.json, bench.md, bench.html.
+
+    With ``rounds`` > 1 every configuration is measured once per round, the rounds interleaved, and
+    the samples pooled: a slow spell of the machine then spreads over all models instead of one.
+    """
     start = time.perf_counter()
     out = atomic.writable_dir(out)
     models = find_models(paths)
@@ -231,6 +244,7 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
     for size in dict.fromkeys(m.input_size for m in models if faces and m.input_size):
         faces.load(size)  # and so does a bad data set or split
     bench = new_bench(models, delegates, threads, runs, warmup, faces, name)
+    bench["settings"]["rounds"] = rounds
     groups = []
     for model in models:
         for delegate in delegates:
@@ -244,9 +258,10 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
     loop = BenchLoop(bench, out, threads, runs, warmup, faces, library, device)
     try:
         with progress_bar() as bar:
-            task = bar.add_task("bench", total=loop.steps(len(groups)))
-            for model, delegate in groups:
-                loop.group(model, delegate, bar, task)
+            task = bar.add_task("bench", total=loop.steps(len(groups)) + (rounds - 1) * len(groups) * len(threads))
+            for r in range(rounds):
+                for model, delegate in groups:
+                    loop.group(model, delegate, bar, task, first=r == 0)
     except KeyboardInterrupt:
         _finish(bench, "interrupted", out, start)
         raise

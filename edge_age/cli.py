@@ -447,6 +447,7 @@ def bench(
     threads: str = typer.Option("1", help="Thread counts, comma-separated, e.g. 1,2,4."),
     runs: int = typer.Option(100, min=1, help="Timed inferences per configuration."),
     warmup: int = typer.Option(10, min=0, help="Untimed inferences before them."),
+    rounds: int = typer.Option(3, min=1, help="Measure every configuration this many times, interleaved, samples pooled."),
     name: Optional[str] = typer.Option(None, help="This device's name in reports (default: board model, else host name)."),
     delegate_library: Optional[str] = DelegateLibraryOpt,
     device: Optional[str] = DeviceOpt,
@@ -463,7 +464,7 @@ def bench(
     faces = Faces(data, split, subset, labels, limit) if data or split or labels else None
     try:
         result = run_bench(models, out, delegates, _thread_counts(threads), runs, warmup, faces, name, delegate_library,
-                           device)
+                           device, rounds)
     except KeyboardInterrupt:
         typer.echo(f"edge-age: bench interrupted; what it measured is in {out}/bench.json, bench.md, bench.html",
                    err=True)

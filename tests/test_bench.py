@@ -14,7 +14,7 @@ import pytest
 from edge_age.bench_report import SCHEMA_FILE, pareto_front
 from tests.conftest import ROOT, assert_user_error, run_cli
 
-BENCH_ARGS = ("--threads", "1", "--runs", "5", "--warmup", "1")
+BENCH_ARGS = ("--threads", "1", "--runs", "5", "--warmup", "1", "--rounds", "2")
 BLOCKED = ("tensorflow", "tf_keras", "keras", "matplotlib", "onnxruntime")
 
 
@@ -93,7 +93,7 @@ def test_bench_json_follows_the_schema(bench_run, split):
     rows = {r["model"]: r for r in bench["latency"]}
     assert set(rows) == set(names) and not bench["skipped"]
     for name, row in rows.items():
-        assert (row["delegate"], row["threads"], len(row["samples_ms"])) == ("cpu", 1, 5)
+        assert (row["delegate"], row["threads"], row["runs"], len(row["samples_ms"])) == ("cpu", 1, 10, 10)  # 2 rounds of 5
         lat = row["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert row["peak_rss_mb"] > row["start_rss_mb"] > 0
