@@ -11,9 +11,10 @@ COLORS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bb
 
 def _log_ms(axis) -> None:
     """A log-scale milliseconds axis labelled with plain numbers (0.5, 1, 2) rather than powers of ten."""
-    from matplotlib.ticker import LogFormatter
-    axis.set_major_formatter(LogFormatter(labelOnlyBase=False))
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    from matplotlib.ticker import FuncFormatter
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
 
 
 def tradeoff(series: dict[str, list[dict]], path: Path, title: str) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,11 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     """Run ``edge-age ARGS`` in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "edge_age", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=600)
+
+
+def ctrl_c_enabled() -> None:
+    """For Popen(preexec_fn=...): a child of a background job inherits SIGINT ignored; restore Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_age.bench_report import SCHEMA_FILE, pareto_front
-from tests.conftest import ROOT, assert_user_error, run_cli
+from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
 
 BENCH_ARGS = ("--threads", "1", "--runs", "5", "--warmup", "1", "--rounds", "2")
 BLOCKED = ("tensorflow", "tf_keras", "keras", "matplotlib", "onnxruntime")
@@ -264,8 +264,8 @@ def test_interrupted_bench_keeps_what_it_measured(converted, tmp_path):
     models = [converted / f"age_gender_{t}.tflite" for t in ("float32", "float16", "int8")]
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "edge_age", "bench", *map(str, models), "--threads", "1,2",
-                             "--runs", "20000", "--warmup", "1", "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--runs", "20000", "--warmup", "1", "--rounds", "1", "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:

@@ -14,7 +14,7 @@ import pytest
 
 from edge_age.data.scenes import make_photos, make_video
 from firmware_host.tracking import iou
-from tests.conftest import ROOT, assert_user_error, run_cli
+from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
 from tests.scenes import YUNET, chips, without_tensorflow
 
 
@@ -79,7 +79,7 @@ def test_run_interrupted_still_writes_its_report(model, video, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "edge_age", "run", "--model", str(model), "--source", str(long_video),
                              "--out", str(out), "--detector", "haar", "--jsonl", str(out / "f.jsonl")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
     deadline = time.time() + 120
     while time.time() < deadline and sum(p.read_text().count("\n") for p in out.glob(".f.jsonl.*")) < 5:
         time.sleep(0.2)  # records go to a .part file beside f.jsonl until the run ends
