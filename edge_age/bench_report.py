@@ -258,8 +258,8 @@ def bench_sections(bench: dict, out: Path) -> list[Section]:
     header, rows = _main_table(bench, found, names)
     sections.append(Section("Accuracy and latency",
                             f"Batch 1: p50/p90/p99 of {settings['runs']} timed inferences after {settings['warmup']} "
-                            f"warm-up ones, each configuration in a fresh process (peak MB is that process's peak "
-                            f"resident memory); {faces}. {FRONT_NOTE}{front_text}", header, rows))
+                            f"warm-up ones{_rounds(settings.get('rounds', 1))}, each in a fresh process (peak MB is "
+                            f"that process's peak resident memory); {faces}. {FRONT_NOTE}{front_text}", header, rows))
     accuracy = {f"{names[m['name']]}{' ' + d if several else ''}": acc
                 for m in bench["models"] for d, acc in m["accuracy"].items()}
     sections += breakdown_sections(accuracy)
@@ -287,3 +287,7 @@ def write_bench(bench: dict, out: Path) -> None:
     """bench.json, bench.md and a self-contained bench.html (with plots when matplotlib is installed)."""
     write_json(bench, out)
     write_pages(out, "bench", f"edge-age bench: {bench['device']['name']}", bench_sections(bench, out))
+
+
+def _rounds(rounds: int) -> str:
+    return f" per round, in {rounds} interleaved rounds pooled" if rounds > 1 else ""
