@@ -109,8 +109,8 @@ class VideoSource:
                         return
                     print(f"edge-age: {self.description} stopped delivering frames; reopening", file=sys.stderr)
                     if not self._reopen():
-                        raise EdgeAgeError(f"{self.description} disappeared and did not come back "
-                                           f"after {self.retries} tries")
+                        raise EdgeAgeError(f"{self.description} disappeared: reopening it failed "
+                                           f"{self.retries} times")
                     continue
                 yield Frame(index, time.time(), image, time.perf_counter() - start)
                 index += 1

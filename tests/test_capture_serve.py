@@ -95,6 +95,32 @@ def test_live_source_that_disappears_is_reopened_then_reported(tmp_path):
     frames = source.frames()
     assert len([next(frames) for _ in range(8)]) == 8 and source.reopened == 1  # came back once
     path.unlink()
-    with pytest.raises(EdgeAgeError, match="disappeared and did not come back after 2 tries"):
+    with pytest.raises(EdgeAgeError, match="disappeared: reopening it failed 2 times"):
+        for _ in frames:
+            pass
+
+
+def test_stream_url_source_reads_our_own_mjpeg_server_and_reports_its_loss():
+    """An http:// source is live: frames come in order; when the server goes away the source tries again, then says so."""
+    import threading
+
+    server, stop = MjpegServer("127.0.0.1:0"), threading.Event()
+
+    def feed():
+        for i in range(10_000):
+            if stop.is_set():
+                return
+            server.write(np.full((120, 160, 3), i % 250, np.uint8), {"frame": i})
+            time.sleep(0.02)
+
+    threading.Thread(target=feed, daemon=True).start()
+    source = open_source(server.url + "stream.mjpg")
+    source.retries, source.backoff_s = 1, 0.01
+    frames = source.frames()
+    values = [int(next(frames).image[0, 0, 0]) for _ in range(5)]
+    assert source.live and values == sorted(values) and len(set(values)) == 5
+    stop.set()
+    server.close()
+    with pytest.raises(EdgeAgeError, match="disappeared: reopening it failed 1 times"):
         for _ in frames:
             pass
