@@ -10,7 +10,7 @@ import numpy as np
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import coverage, invoke, make_interpreter
 from firmware_host.model_info import ModelInfo, read_info
-from firmware_host.postprocess import softmax
+from firmware_host.postprocess import expected_age
 
 
 @dataclass
@@ -28,10 +28,7 @@ def decode_age(output: np.ndarray, decode: str, ages: list[int] | None) -> tuple
         return output[:, 0].astype(np.float64), np.zeros(len(output))
     if decode != "softmax_expectation":
         raise EdgeAgeError(f"unknown age decoding {decode!r} in the model metadata")
-    p = softmax(output)
-    values = np.arange(ages[0], ages[0] + p.shape[-1], dtype=np.float64) if ages else np.arange(p.shape[-1], dtype=np.float64)
-    mean = p @ values
-    return mean, np.sqrt(np.maximum(p @ values**2 - mean**2, 0.0))
+    return expected_age(output, ages[0] if ages else 0)
 
 
 class AgeGenderModel:
