@@ -115,9 +115,6 @@ def _chips(data: Optional[Path], count: Optional[int], seed: int, split: Optiona
     if split:
         present = {p.name for p in Path(folder).iterdir()} if Path(folder).is_dir() else set()
         names = [r.file for r in read_split(split).side(subset) if r.file in present]
-        if count is not None and count < len(names):
-            import numpy as np
-            names = [names[i] for i in sorted(np.random.default_rng(seed).choice(len(names), count, replace=False))]
     return read_chips(Path(folder), names, count, seed)
 
 
@@ -205,7 +202,8 @@ def train(
     from dataclasses import replace
 
     from edge_age.models import ModelSpec
-    from edge_age.training import PRESETS, TrainConfig, train as run_training
+    from edge_age.training import PRESETS, TrainConfig
+    from edge_age.training import train as run_training
 
     if preset and preset not in PRESETS:
         raise EdgeAgeError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -278,7 +276,8 @@ def convert(
     """Convert to TFLite (float32, float16, dynamic, int8, int8-qat, edgetpu), validate each file, report."""
     import os
 
-    from edge_age.convert import convert as run_convert, table
+    from edge_age.convert import convert as run_convert
+    from edge_age.convert import table
 
     data = data or (Path(os.environ["EDGE_AGE_DATA"]) if os.environ.get("EDGE_AGE_DATA") else None)
     if calib_draw not in ("stratified", "random"):
@@ -320,7 +319,8 @@ def run(
     smoothing: float = typer.Option(0.3, min=0.01, max=1.0, help="Weight of the newest frame in a track's age and gender."),
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
-    from firmware_host.runner import RunOptions, run as run_pipeline
+    from firmware_host.runner import RunOptions
+    from firmware_host.runner import run as run_pipeline
 
     report = run_pipeline(RunOptions(model, source, out, delegate, threads, delegate_library, device, detector,
                                      detector_model, width, height, fps, video, jsonl, serve, show, max_frames,

@@ -31,14 +31,14 @@ class Chip:
 
 
 def read_chips(folder: Path, names: list[str] | None = None, count: int | None = None, seed: int = 0) -> list[Chip]:
-    """Chips from a folder: the given names, or ``count`` usable ones drawn with ``seed`` (all if None)."""
+    """``count`` chips (all if None) drawn with ``seed`` from the given names, or from every usable name in the folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeAgeError(f"{folder} is not a folder of face chips")
     if names is None:
         names = sorted(n for n in (p.name for p in folder.iterdir()) if parse_name(n).usable)
-        if count is not None and count < len(names):
-            names = [names[i] for i in sorted(np.random.default_rng(seed).choice(len(names), count, replace=False))]
+    if count is not None and count < len(names):
+        names = [names[i] for i in sorted(np.random.default_rng(seed).choice(len(names), count, replace=False))]
     chips = []
     for name in names:
         image = cv2.imread(str(folder / name))
