@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference device-figures
+.PHONY: setup run test reference family device-figures
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -30,6 +30,26 @@ reference: setup
 	$(BIN)/edge-age train --preset reference --data $(EDGE_AGE_DATA) --split runs/split.csv \
 		--weights $(IMAGENET) --out runs/reference $(if $(wildcard runs/reference/config.json),--resume)
 	cd runs/reference && cp $(REFERENCE_FILES) $(CURDIR)/edge_age/reference/
+
+# The model family. m is the reference model (MobileNetV2 1.0, 96 px). The teacher is m averaged over the mirror
+# image; its soft targets are stored once. Each other member is distilled from them (float, then QAT), converted to
+# every target on the split and bundled into the package; a member resumes from its last finished epoch when run
+# again. Then one bench of the family with 1 and 2 threads draws the front.
+FAMILY ?= n s
+family: setup
+	$(BIN)/edge-age data split --out runs/split.csv
+	test -f runs/teacher/soft_targets.npz || $(BIN)/edge-age teacher edge_age/reference/model.keras \
+		--split runs/split.csv --out runs/teacher
+	for m in $(FAMILY); do \
+	  test -f runs/family/$$m/metrics.json || $(BIN)/edge-age train --preset $$m --split runs/split.csv \
+	    --weights $(IMAGENET) --soft-targets runs/teacher/soft_targets.npz --out runs/family/$$m \
+	    $$(test -f runs/family/$$m/config.json && echo --resume) || exit 1; \
+	  $(BIN)/edge-age convert runs/family/$$m/model.keras --split runs/split.csv --out runs/family/$$m/convert || exit 1; \
+	  $(BIN)/edge-age bundle $$m --run runs/family/$$m --converted runs/family/$$m/convert || exit 1; done
+	$(BIN)/edge-age convert --split runs/split.csv --out runs/family/m/convert
+	$(BIN)/edge-age bundle m --run edge_age/reference --converted runs/family/m/convert --no-copy-keras
+	$(BIN)/edge-age evaluate runs/teacher/teacher.keras --split runs/split.csv --json runs/teacher/test.json
+	$(BIN)/edge-age bench m s n --split runs/split.csv --threads 1,2 --out runs/family-bench
 
 # Figures of the device runner on this machine: pipeline fps and per-stage p50 at 640x480 with 1 and 4 faces
 # for each detector and model, and accuracy on raw-like photos (detect + align) against the ready-made chips.

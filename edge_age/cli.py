@@ -179,7 +179,7 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
     split: Path = typer.Option(..., help="Split CSV from 'edge-age data split'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    preset: Optional[str] = typer.Option(None, help="Start from a preset: reference or tiny."),
+    preset: Optional[str] = typer.Option(None, help="Start from a preset: reference, tiny, or a family member m, s or n."),
     arch: Optional[str] = typer.Option(None, help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
     alpha: Optional[float] = typer.Option(None, help="Width multiplier."),
     input_size: Optional[int] = typer.Option(None, help="Input size in pixels (square)."),
@@ -196,6 +196,10 @@ def train(
     patience: Optional[int] = typer.Option(None, help="Early stopping patience on validation MAE, in epochs."),
     seed: Optional[int] = typer.Option(None),
     strategy: Optional[str] = typer.Option(None, help="default, mirrored or multi-worker (TF_CONFIG)."),
+    soft_targets: Optional[Path] = typer.Option(None, help="Distil from a teacher's soft_targets.npz ('edge-age teacher')."),
+    teacher_weight: Optional[float] = typer.Option(None, help="Share of the teacher's age distribution in the age loss [0.5]."),
+    gender_teacher_weight: Optional[float] = typer.Option(None, help="Share of the teacher's P(female) in the gender target [0.5]."),
+    temperature: Optional[float] = typer.Option(None, help="Distillation temperature [1.0]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
 ) -> None:
     """Train the age/gender model (float, then quantization-aware) and evaluate it on the test side."""
@@ -213,7 +217,10 @@ def train(
     spec = replace(config.spec, **given) if given else config.spec
     options = {k: v for k, v in dict(epochs=epochs, batch=batch, lr=lr, sigma=sigma, augment=augment,
                                      qat_epochs=qat_epochs, qat_lr=qat_lr, patience=patience, seed=seed, strategy=strategy,
-                                     weights=str(weights) if weights else None).items() if v is not None}
+                                     weights=str(weights) if weights else None,
+                                     soft_targets=str(soft_targets) if soft_targets else None,
+                                     teacher_weight=teacher_weight, gender_teacher_weight=gender_teacher_weight,
+                                     temperature=temperature).items() if v is not None}
     config = replace(config, spec=ModelSpec(**spec.to_dict()).check(), **options)
     metrics = run_training(data, split, out, config, resume=resume)
     for phase in ("float", "qat"):
@@ -225,8 +232,22 @@ def train(
 
 
 @app.command()
+def teacher(
+    members: list[Path] = typer.Argument(..., help="Float .keras/.h5 models to average (each also on the mirror image)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    split: Path = typer.Option(..., help="Split CSV: soft targets for its train and val sides."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for teacher.keras, soft_targets.npz, teacher.json."),
+) -> None:
+    """Build the teacher ensemble and store its soft targets for distillation ('edge-age train --soft-targets')."""
+    from edge_age.teacher import make_teacher
+    meta = make_teacher(members, data=data, split_path=split, out=out)
+    typer.echo(f"wrote {out}/teacher.keras and soft targets of {meta['faces']} faces ({', '.join(meta['sides'])})")
+
+
+@app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="A .keras/.h5 (float or QAT) or .tflite model."),
+    model: str = typer.Argument(..., help="A .keras/.h5 (float or QAT) or .tflite model, or a member's name "
+                                          "(its int8-qat file)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
     split: Optional[Path] = typer.Option(None, help="Split CSV: evaluate on one side of it."),
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
@@ -241,7 +262,9 @@ def evaluate(
 ) -> None:
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns and plots."""
     from edge_age.evaluation import evaluate_file, write_json
+    from edge_age.members import resolve_tflite
 
+    model = resolve_tflite(model)
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
     finder = None
@@ -263,7 +286,8 @@ def evaluate(
 
 @app.command()
 def convert(
-    model: Optional[Path] = typer.Argument(None, help="Float .keras/.h5 model [default: the bundled reference model]."),
+    model: Optional[str] = typer.Argument(None, help="Float .keras/.h5 model, or a member's name "
+                                            "[default: the bundled reference model]."),
     targets: str = typer.Option("float32,float16,dynamic,int8,int8-qat,edgetpu", help="Comma-separated targets."),
     out: Path = typer.Option(Path("runs/convert"), "--out", "-o", help="Folder for the .tflite files and reports."),
     data: Optional[Path] = typer.Option(None, "--data", help="Face crops for calibration and validation [default: $EDGE_AGE_DATA]."),
@@ -278,7 +302,11 @@ def convert(
 
     from edge_age.convert import convert as run_convert
     from edge_age.convert import table
+    from edge_age.members import is_member_name, member, resolve_keras
 
+    if model is not None and is_member_name(model):
+        qat = qat or member(model).keras("qat")
+    model = resolve_keras(model)
     data = data or (Path(os.environ["EDGE_AGE_DATA"]) if os.environ.get("EDGE_AGE_DATA") else None)
     if calib_draw not in ("stratified", "random"):
         raise EdgeAgeError(f"--calib-draw must be stratified or random, not {calib_draw!r}")
@@ -288,7 +316,8 @@ def convert(
     typer.echo(f"wrote {out}/convert_report.md and convert_report.json")
 
 
-ModelOpt = typer.Option(..., "--model", "-m", help="A .tflite from 'edge-age convert' (its .json sidecar beside it).")
+ModelOpt = typer.Option(None, "--model", "-m", help="A .tflite from 'edge-age convert' (its .json sidecar beside it), "
+                        "or a member of the family: m, s or n ('edge-age models') [default: s].")
 DelegateOpt = typer.Option("cpu", help="cpu (XNNPACK), gpu or edgetpu.")
 DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_GPU_DELEGATE; edgetpu: libedgetpu.so.1].")
 DeviceOpt = typer.Option(None, help="Edge TPU to use: usb, usb:N or pci:N [default: the first found].")
@@ -298,7 +327,7 @@ DetectorModelOpt = typer.Option(None, help="Detector model [yunet: $EDGE_AGE_YUN
 
 @app.command()
 def run(
-    model: Path = ModelOpt,
+    model: Optional[str] = ModelOpt,
     source: str = typer.Option("0", "--source", "-s", help="Camera index, picamera, video file, image or folder, or stream URL."),
     out: Path = typer.Option(Path("runs/run"), "--out", "-o", help="Folder for run_report.json."),
     delegate: str = DelegateOpt,
@@ -322,7 +351,9 @@ def run(
     from firmware_host.runner import RunOptions
     from firmware_host.runner import run as run_pipeline
 
-    report = run_pipeline(RunOptions(model, source, out, delegate, threads, delegate_library, device, detector,
+    from edge_age.members import resolve_tflite
+
+    report = run_pipeline(RunOptions(resolve_tflite(model), source, out, delegate, threads, delegate_library, device, detector,
                                      detector_model, width, height, fps, video, jsonl, serve, show, max_frames,
                                      min_face, smoothing))
     stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in report["stages"].items() if v.get("count"))
@@ -334,7 +365,7 @@ def run(
 @app.command()
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
-    model: Path = ModelOpt,
+    model: Optional[str] = ModelOpt,
     out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Folder for annotated images, faces.csv, faces.json."),
     labels: Optional[Path] = typer.Option(None, help="CSV file,age[,gender] (file = image name): also report accuracy."),
     delegate: str = DelegateOpt,
@@ -346,13 +377,14 @@ def predict(
     min_face: int = typer.Option(0, min=0, help="Ignore faces narrower than this many pixels."),
 ) -> None:
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
+    from edge_age.members import resolve_tflite
     from edge_age.progress import track
     from firmware_host.detectors import make_detector
     from firmware_host.photos import predict_images, write_rows
     from firmware_host.predictor import AgeGenderModel
 
     truth = _read_truth(labels) if labels else None
-    age_model = AgeGenderModel(model, delegate, threads, delegate_library, device)
+    age_model = AgeGenderModel(resolve_tflite(model), delegate, threads, delegate_library, device)
     finder = make_detector(detector, detector_model, threads)
     rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face,
                                              progress=lambda items, total: track(items, "predicting", total))
@@ -434,8 +466,9 @@ def _thread_counts(text: str) -> list[int]:
 
 @app.command()
 def bench(
-    models: list[Path] = typer.Argument(..., help=".tflite files, ONNX baselines (.onnx with its preprocessing .json "
-                                                  "beside it, or that .json), or folders of them."),
+    models: list[str] = typer.Argument(..., help=".tflite files, ONNX baselines (.onnx with its preprocessing .json "
+                                                 "beside it, or that .json), folders of them, or members' names "
+                                                 "(their int8-qat files)."),
     out: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="Folder for bench.json, bench.md, bench.html."),
     data: Optional[Path] = typer.Option(None, "--data", help="Face crops for accuracy (with --split or --labels, "
                                                              "default $EDGE_AGE_DATA); without all three: latency only."),
@@ -455,6 +488,9 @@ def bench(
     """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
     from edge_age.bench import Faces, run_bench
     from edge_age.bench_report import bench_table
+    from edge_age.members import resolve_tflite
+
+    models = [resolve_tflite(m) for m in models]
 
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
@@ -473,6 +509,45 @@ def bench(
     for s in result["skipped"]:
         typer.echo(f"not measured: {s['model']} on {s['delegate']}: {s['reason']}", err=True)
     typer.echo(f"wrote {out}/bench.html, bench.md and bench.json in {result['seconds']:.0f} s")
+
+
+@app.command()
+def models(
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list (name, files: target -> path, figures)."),
+) -> None:
+    """The bundled model family: each member's size, accuracy on the test split and latency; usable by name."""
+    from edge_age.members import DEFAULT_MEMBER, members
+    from edge_age.report_page import md_table
+
+    family = members()
+    if json_out:
+        typer.echo(json.dumps([m.summary() for m in family], indent=1))
+        return
+    rows = []
+    for m in family:
+        f, t = m.facts, m.facts.get("targets", {}).get("int8-qat", {})
+        rows.append([m.name + (" (default)" if m.name == DEFAULT_MEMBER else ""), f["arch"], f["input_size"],
+                     f"{f['params'] / 1e6:.2f} M", f"{f['macs'] / 1e6:.0f} M", f"{t.get('size_kb', 0):.0f} KB",
+                     f"{t.get('mae', float('nan')):.2f}", f"{t.get('cs5', float('nan')):.1%}",
+                     f"{t.get('gender_accuracy', float('nan')):.1%}", f"{t.get('latency_ms_p50', float('nan')):.2f}"])
+    typer.echo(md_table(["name", "architecture", "input", "params", "MACs", "int8 file", "MAE", "CS@5", "gender",
+                         "p50 ms (1 thread)"], rows))
+    typer.echo("Figures: int8-qat file on the test split of the build machine; use a name wherever a model goes, "
+               "e.g. 'edge-age run -m n'.")
+
+
+@app.command(hidden=True)
+def bundle(
+    name: str = typer.Argument(..., help="The member's name (m, s or n)."),
+    run_dir: Path = typer.Option(..., "--run", help="Its training run folder."),
+    converted: Path = typer.Option(..., "--converted", help="Its 'edge-age convert --split' output folder."),
+    copy_keras: bool = typer.Option(True, help="Copy the Keras float and QAT models into the package."),
+) -> None:
+    """Install a trained, converted member into the package's family folder (maintainers: 'make family')."""
+    from edge_age.bundle import bundle_member
+
+    facts = bundle_member(name, run=run_dir, converted=converted, copy_keras=copy_keras)
+    typer.echo(f"bundled {name}: {', '.join(facts['files'])}")
 
 
 @app.command()

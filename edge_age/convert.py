@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from edge_age.calibration import DEFAULT_MANIFEST, choose, read_manifest
 from edge_age.data.faceset import load_faces, native_size
 from edge_age.data.split import Row, read_split
 from edge_age.models import reference_model
+from edge_age.training import read_device_facts
 from edge_age.progress import track
 from edge_age.report_page import md_table
 from firmware_host import atomic
@@ -28,6 +30,7 @@ from firmware_host.errors import EdgeAgeError
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 
+log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CALIB = 300
 
@@ -173,7 +176,10 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
             pred_age, pred_gender = keras_preds[kind]
             keras_metrics[kind] = age_metrics(pred_age, validation.ages, pred_gender, validation.genders)
 
-    resolution = native_size(data) if data else None
+    resolution = read_device_facts(float_path).get("chip_resolution") or (native_size(data) if data else None)
+    if resolution is None:
+        log.warning("no chip resolution known for %s (no device.json beside it, no --data): the runtime will crop "
+                    "faces at the model's input size", float_path)
     results: list[Result] = []
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
     try:

@@ -21,8 +21,26 @@ def kl_divergence(y_true, logits):
 
 
 def mae_years(y_true, logits):
-    """|expected age of softmax(logits) - target age|, in years."""
-    return tf.abs(tf.reduce_sum(tf.nn.softmax(logits) * _ages(logits.shape[-1]), axis=-1) - target_age(y_true))
+    """|expected age of softmax(logits) - label age|, in years (the label: the first columns of ``y_true``)."""
+    n = logits.shape[-1]
+    return tf.abs(tf.reduce_sum(tf.nn.softmax(logits) * _ages(n), axis=-1) - target_age(y_true[:, :n]))
+
+
+def distillation_loss(teacher_weight: float, temperature: float):
+    """Loss of targets ``[label distribution | teacher distribution at T]`` (twice the logits' columns).
+
+    ``(1 - w) KL(label || softmax(z)) + w T² KL(teacher_T || softmax(z / T))``, the
+    T² keeping the soft term's gradients on the scale of the hard one (Hinton et al.).
+    Targets without the teacher's columns (validation) give the label term alone.
+    """
+    def distill_kl(y_true, logits):
+        n = logits.shape[-1]
+        hard = kl_divergence(y_true[:, :n], logits)
+        if y_true.shape[-1] == n:
+            return hard
+        soft = kl_divergence(y_true[:, n:], logits / temperature) * temperature ** 2
+        return (1.0 - teacher_weight) * hard + teacher_weight * soft
+    return distill_kl
 
 
 def regression_loss(y_true, pred):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_age.data.names import MAX_AGE
-from edge_age.tf_setup import keras
+from edge_age.tf_setup import keras, tensorflow
 from firmware_host.errors import EdgeAgeError
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -84,6 +84,41 @@ def load_backbone_weights(backbone, path: str | Path) -> None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeAgeError(f"weights {path.name} do not fit {backbone.name} "
                            f"(another architecture or width?): {first[:200]}") from None
+
+
+def _custom_layers():
+    """Layers of ensemble models (the teacher), registered with tf_keras once."""
+    k, tf = keras(), tensorflow()
+    if hasattr(_custom_layers, "cache"):
+        return _custom_layers.cache
+
+    @k.utils.register_keras_serializable(package="edge_age")
+    class MirrorFaces(k.layers.Layer):
+        """Flip a batch of faces left to right."""
+
+        def call(self, x):
+            return tf.reverse(x, axis=[2])
+
+    @k.utils.register_keras_serializable(package="edge_age")
+    class AverageAgeLogits(k.layers.Layer):
+        """log(mean softmax) of several age logits: the ensemble's age distribution as logits."""
+
+        def call(self, logits):
+            probs = tf.reduce_mean(tf.stack([tf.nn.softmax(z) for z in logits], axis=0), axis=0)
+            return tf.math.log(probs + 1e-12)
+
+    _custom_layers.cache = {"MirrorFaces": MirrorFaces, "AverageAgeLogits": AverageAgeLogits}
+    return _custom_layers.cache
+
+
+def custom_objects() -> dict:
+    """What ``load_model`` needs to read a teacher file."""
+    return dict(_custom_layers())
+
+
+def custom_objects() -> dict:
+    """What ``load_model`` needs to read any edge-age Keras file."""
+    return dict(_custom_layers())
 
 
 def reference_model(kind: str = "float") -> Path:

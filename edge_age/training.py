@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.data.faceset import load_faces
+from edge_age.data.faceset import data_path, load_faces, native_size
 from edge_age.data.pipeline import make_dataset
 from edge_age.data.split import Split, file_hash, read_split
-from edge_age.losses import age_loss_and_metric
-from edge_age.models import ModelSpec, build_model
+from edge_age.losses import age_loss_and_metric, distillation_loss
+from edge_age.soft_targets import SoftTargets, read_soft_targets
+from edge_age.models import ModelSpec, build_model, custom_objects
 from edge_age.tf_setup import keras, tensorflow
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
@@ -44,6 +45,10 @@ class TrainConfig:
     patience: int = 8
     seed: int = 0
     strategy: str = "default"
+    soft_targets: str | None = None   # a teacher's soft_targets.npz: distil from it
+    teacher_weight: float = 0.5       # share of the teacher's distribution in the age loss
+    gender_teacher_weight: float = 0.5  # share of the teacher's P(female) in the gender target
+    temperature: float = 1.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "spec": self.spec.to_dict()}
@@ -51,6 +56,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         return cls(**{**d, "spec": ModelSpec(**d["spec"])})
+
+    def check(self) -> "TrainConfig":
+        if not (0.0 <= self.teacher_weight <= 1.0 and 0.0 <= self.gender_teacher_weight <= 1.0):
+            raise EdgeAgeError("the teacher weights must lie in 0..1")
+        if not self.temperature > 0:
+            raise EdgeAgeError(f"the temperature must be positive, not {self.temperature}")
+        return self
 
 
 @dataclass
@@ -106,12 +118,14 @@ def output_keys(model) -> list[str]:
 
 
 def compile_model(model, config: TrainConfig, lr) -> None:
-    """Compile with the age and gender losses, keyed by the model's outputs."""
+    """Compile with the age and gender losses (distilling when the config has soft targets), keyed by the outputs."""
     k = keras()
     names = output_keys(model)
     age_name = next(n for n in names if n.endswith("age"))
     gender_name = next(n for n in names if n.endswith("gender"))
     loss, metric = age_loss_and_metric(config.spec.head)
+    if config.soft_targets:
+        loss = distillation_loss(config.teacher_weight, config.temperature)
     model.compile(optimizer=k.optimizers.Adam(lr),
                   loss={age_name: loss, gender_name: "binary_crossentropy"},
                   weighted_metrics={age_name: [metric], gender_name: ["accuracy"]})
@@ -154,14 +168,21 @@ def val_mae(logs: dict) -> float | None:
     return float(logs[keys[0]]) if keys else None
 
 
-def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, epochs: int, lr: float, strategy):
+def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, *, epochs: int, lr: float, strategy,
+         teacher: SoftTargets | None = None):
     """One training phase with backup/resume, best-weights checkpoint, early stopping and a CSV log."""
     k = keras()
-    train = rekey(make_dataset(arrays["train"].images, arrays["train"].ages, arrays["train"].genders,
-                               batch_size=config.batch, training=True, augment=config.augment, seed=config.seed,
-                               sigma=config.sigma, max_age=config.spec.max_age), output_keys(model))
-    val = rekey(make_dataset(arrays["val"].images, arrays["val"].ages, arrays["val"].genders,
-                             batch_size=256, sigma=config.sigma, max_age=config.spec.max_age), output_keys(model))
+
+    def dataset(side: str, hard_labels: bool = False, **options):
+        """Validation scores against the labels alone (the distillation loss then reduces to its label term)."""
+        a = arrays[side]
+        soft = dict(teacher=teacher.rows(a.files), gender_weight=config.gender_teacher_weight,
+                    temperature=config.temperature) if teacher and not hard_labels else {}
+        return rekey(make_dataset(a.images, a.ages, a.genders, sigma=config.sigma, max_age=config.spec.max_age,
+                                  **soft, **options), output_keys(model))
+
+    train = dataset("train", batch_size=config.batch, training=True, augment=config.augment, seed=config.seed)
+    val = dataset("val", batch_size=256, hard_labels=True)
     steps = max(int(np.ceil(len(arrays["train"].ages) / config.batch)) * epochs, 1)
     warmup = steps // 20 if phase == "float" else 0
     schedule = k.optimizers.schedules.CosineDecay(lr if not warmup else 0.0, steps - warmup, alpha=0.01,
@@ -182,6 +203,33 @@ def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, epochs: int,
     model.load_weights(str(run / f"best_{phase}.h5"))
 
 
+DEVICE_FILE = "device.json"
+
+
+def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) -> Path:
+    """What the runtime needs to feed and read the model, saved beside it (``device.json``) for every sidecar."""
+    from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE
+    facts = {"input_size": spec.input_size, "chip_resolution": chip_resolution, "color_order": COLOR_ORDER,
+             "pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "ages": [0, spec.max_age],
+             "age_decode": "softmax_expectation" if spec.head == "ldl" else "value", "gender_decode": "sigmoid_probability"}
+    return atomic.write_text(Path(run) / DEVICE_FILE, json.dumps(facts, indent=1))
+
+
+def read_device_facts(model: Path) -> dict:
+    """The ``device.json`` saved beside a model when it was trained, or ``{}`` for a run made before it existed."""
+    path = Path(model).parent / DEVICE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise EdgeAgeError(f"{path} is not valid JSON: {exc}") from None
+    res = facts.get("chip_resolution") if isinstance(facts, dict) else None
+    if not isinstance(facts, dict) or not (res is None or (isinstance(res, int) and 8 <= res <= 4096)):
+        raise EdgeAgeError(f"{path}: chip_resolution must be a whole number of pixels in 8..4096")
+    return facts
+
+
 def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
     run = atomic.writable_dir(run)
     saved = run / "config.json"
@@ -197,6 +245,9 @@ def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
 PRESETS = {
     "reference": dict(spec=ModelSpec("mobilenet_v2", 1.0, 96), epochs=24, qat_epochs=3, lr=1e-3, qat_lr=3e-5),
     "tiny": dict(spec=ModelSpec("mobilenet_v2", 0.35, 32), epochs=1, batch=16, qat_epochs=1, patience=2),
+    # the family's students (MobileNetV2 1.0 keeps its ImageNet weights at every input size); m is the reference
+    "s": dict(spec=ModelSpec("mobilenet_v2", 1.0, 64), epochs=10, qat_epochs=2, lr=1e-3, qat_lr=3e-5),
+    "n": dict(spec=ModelSpec("mobilenet_v2", 1.0, 48), epochs=12, qat_epochs=2, lr=1e-3, qat_lr=3e-5),
 }
 
 
@@ -207,10 +258,12 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     from edge_age.plots import training_curves
 
     split = read_split(split_path)
-    config = _prepare_run(run, config, resume)
+    config = _prepare_run(run, config.check(), resume)
     arrays, fingerprint = split_arrays(data, split, config.spec.input_size)
     if not len(arrays["train"].ages) or not len(arrays["val"].ages):
         raise EdgeAgeError("the split has no train or no validation images")
+    teacher = (read_soft_targets(Path(config.soft_targets), data_fingerprint=fingerprint,
+                                 split_sha256=file_hash(split_path)) if config.soft_targets else None)
     keras().utils.set_random_seed(config.seed)
     started = time.time()
     metrics: dict = {}
@@ -220,8 +273,10 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     with strategy.scope():
         model = build_model(config.spec, None if resume else config.weights)
     atomic.write_text(run / "config.json", json.dumps(config.to_dict(), indent=1))
+    write_device_facts(run, config.spec, native_size(data_path(data)))
     if not (run / "model.keras").is_file():
-        _fit(model, config, arrays, run, "float", config.epochs, config.lr, strategy)
+        _fit(model, config, arrays, run, "float", epochs=config.epochs, lr=config.lr, strategy=strategy,
+             teacher=teacher)
         save_model(model, run / "model.keras")
     model = load_model(run / "model.keras")
     held_out = "test" if len(arrays["test"].ages) else "val"
@@ -231,7 +286,8 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
         with strategy.scope():
             qat = quantize(model)
         if not (run / "qat.h5").is_file():
-            _fit(qat, config, arrays, run, "qat", config.qat_epochs, config.qat_lr, strategy)
+            _fit(qat, config, arrays, run, "qat", epochs=config.qat_epochs, lr=config.qat_lr, strategy=strategy,
+                 teacher=teacher)
             save_model(qat, run / "qat.h5")
         metrics["qat"] = evaluate_arrays(load_model(run / "qat.h5"), arrays[held_out])
     metrics["train_minutes"] = round((time.time() - started) / 60, 2)
@@ -271,7 +327,7 @@ def load_model(path: str | Path):
     if not path.is_file():
         raise EdgeAgeError(f"model file {path} does not exist")
     try:
-        with tfmot.quantization.keras.quantize_scope():
+        with tfmot.quantization.keras.quantize_scope(), k.utils.custom_object_scope(custom_objects()):
             return k.models.load_model(str(path), compile=False)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EdgeAgeError(f"{path} is not a readable Keras model: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None

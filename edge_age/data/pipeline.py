@@ -12,6 +12,11 @@ flip, rotation, shift, scale and any resize to ``input_size`` as one bilinear
 affine warp, then brightness and contrast, then clipping. It is deterministic
 given ``seed``: each epoch reshuffles and redraws, the same way every run.
 TensorFlow is imported inside the functions, so this module imports without it.
+
+With a teacher's soft targets (distillation), the age target is the Gaussian
+label followed by the teacher's tempered distribution (twice the columns: the
+loss splits them), and the gender target mixes the label with the teacher's
+P(female). A face the augmentation mirrors gets the teacher's mirrored targets.
 """
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+    from edge_age.soft_targets import SoftTargets
 
 MAX_ROTATION_DEG = 10.0
 MAX_SHIFT = 0.08
@@ -40,33 +47,61 @@ def gaussian_targets(ages: np.ndarray, sigma: float = 2.0, max_age: int = 116) -
     return (dist / dist.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def tempered(dist: np.ndarray, temperature: float) -> np.ndarray:
+    """``dist ** (1/T)`` renormalised: the softmax of the distribution's log at temperature ``T``."""
+    logp = np.log(np.clip(np.asarray(dist, np.float64), 1e-12, None)) / temperature
+    logp -= logp.max(axis=-1, keepdims=True)
+    out = np.exp(logp)
+    return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 def make_dataset(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, *, batch_size: int = 64,
                  training: bool = False, augment: float = 1.0, seed: int = 0, input_size: int | None = None,
-                 sigma: float = 2.0, max_age: int = 116) -> "tf.data.Dataset":
+                 sigma: float = 2.0, max_age: int = 116, teacher: "SoftTargets | None" = None,
+                 gender_weight: float = 0.0, temperature: float = 1.0) -> "tf.data.Dataset":
     """Batches of ``(x, targets, sample_weight)`` from uint8 RGB ``images`` (N, S, S, 3) and their labels.
 
     ``training`` shuffles (seeded, anew each epoch) and augments with strength
     ``augment`` (0 disables); ``input_size`` resizes the faces (bilinear).
-    The last batch may be smaller.
+    ``teacher`` (soft targets in the order of ``images``) appends its distributions
+    at ``temperature`` to the age targets and mixes ``gender_weight`` of its
+    P(female) into the gender targets. The last batch may be smaller.
     """
     import tensorflow as tf
 
     ages, genders = _check(images, ages, genders, max_age)
     size = int(input_size or images.shape[1])
     pixels = tf.constant(np.array(images, dtype=np.uint8))  # a copy: the source may be a read-only memmap
-    age_targets = tf.constant(gaussian_targets(ages, sigma, max_age))
-    gender_targets = tf.constant((genders == 1).astype(np.float32)[:, None])
+    label_age = gaussian_targets(ages, sigma, max_age)
+    label_female = (genders == 1).astype(np.float32)
+    if teacher is not None:
+        if teacher.age.shape != label_age.shape:
+            raise ValueError(f"soft targets {teacher.age.shape} do not match the labels {label_age.shape}")
+        views = [(np.concatenate([label_age, tempered(a, temperature)], axis=1),
+                  (1 - gender_weight) * label_female + gender_weight * f)
+                 for a, f in ((teacher.age, teacher.female), (teacher.age_mirror, teacher.female_mirror))]
+    else:
+        views = [(label_age, label_female)] * 2
+    age_targets = [tf.constant(a) for a, _ in views]       # [plain, mirrored]
+    gender_targets = [tf.constant(f.astype(np.float32)[:, None]) for _, f in views]
     gender_weights = tf.constant((genders >= 0).astype(np.float32))
     augmenting = training and augment > 0
 
     def load(idx, batch_seed=None):
         x = tf.cast(tf.gather(pixels, idx), tf.float32)
+        mirrored = tf.zeros(tf.shape(idx), tf.bool)
         if augmenting:
-            x = _augment(x, batch_seed, augment, size)
+            u = tf.random.stateless_uniform([tf.shape(idx)[0], 7], batch_seed, minval=-1.0, maxval=1.0)
+            x, mirrored = _augment(x, u, augment, size), u[:, 0] < 0
         elif size != images.shape[1]:
             x = tf.clip_by_value(tf.image.resize(x, (size, size), method="bilinear"), 0.0, 255.0)
         x = x * PIXEL_SCALE + PIXEL_OFFSET
-        targets = {"age": tf.gather(age_targets, idx), "gender": tf.gather(gender_targets, idx)}
+
+        def pick(pair):
+            plain, mirror = tf.gather(pair[0], idx), tf.gather(pair[1], idx)
+            return tf.where(mirrored[:, None], mirror, plain)
+
+        targets = {"age": pick(age_targets), "gender": pick(gender_targets)}
         weights = {"age": tf.ones(tf.shape(idx), tf.float32), "gender": tf.gather(gender_weights, idx)}
         return x, targets, weights
 
@@ -96,11 +131,10 @@ def _check(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, max_age: i
     return ages, genders
 
 
-def _augment(x: "tf.Tensor", seed: "tf.Tensor", strength: float, size: int) -> "tf.Tensor":
-    """Randomly warp, brighten and contrast a float 0..255 batch; output (B, size, size, 3) in 0..255."""
+def _augment(x: "tf.Tensor", u: "tf.Tensor", strength: float, size: int) -> "tf.Tensor":
+    """Warp, brighten and contrast a float 0..255 batch by uniforms ``u`` (B, 7) in [-1, 1]; out (B, size, size, 3)."""
     import tensorflow as tf
 
-    u = tf.random.stateless_uniform([tf.shape(x)[0], 7], seed, minval=-1.0, maxval=1.0)
     x = tf.raw_ops.ImageProjectiveTransformV3(
         images=x, transforms=_affine(u[:, :5], strength, x.shape[1], size), output_shape=[size, size],
         fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
