@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference family device-figures
+.PHONY: setup run test reference family family-raw device-figures
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -34,7 +34,7 @@ reference: setup
 # The model family. m is the reference model (MobileNetV2 1.0, 96 px). The teacher is m averaged over the mirror
 # image; its soft targets are stored once. Each other member is distilled from them (float, then QAT), converted to
 # every target on the split and bundled into the package; a member resumes from its last finished epoch when run
-# again. Then one bench of the family with 1 and 2 threads draws the front.
+# again. Then one bench of the family with 1 and 2 threads draws the front, and its latencies go into member.json.
 FAMILY ?= n s
 family: setup
 	$(BIN)/edge-age data split --out runs/split.csv
@@ -47,9 +47,22 @@ family: setup
 	  $(BIN)/edge-age convert runs/family/$$m/model.keras --split runs/split.csv --out runs/family/$$m/convert || exit 1; \
 	  $(BIN)/edge-age bundle $$m --run runs/family/$$m --converted runs/family/$$m/convert || exit 1; done
 	$(BIN)/edge-age convert --split runs/split.csv --out runs/family/m/convert
-	$(BIN)/edge-age bundle m --run edge_age/reference --converted runs/family/m/convert --no-copy-keras
+	$(BIN)/edge-age bundle m --run edge_age/reference --converted runs/family/m/convert
 	$(BIN)/edge-age evaluate runs/teacher/teacher.keras --split runs/split.csv --json runs/teacher/test.json
 	$(BIN)/edge-age bench m s n --split runs/split.csv --threads 1,2 --out runs/family-bench
+	for m in m $(FAMILY); do run=$$(test $$m = m && echo edge_age/reference || echo runs/family/$$m); \
+	  $(BIN)/edge-age bundle $$m --run $$run --converted runs/family/$$m/convert --bench runs/family-bench/bench.json \
+	  || exit 1; done
+	$(MAKE) family-raw
+
+# Each member on raw-like photos (detect with YuNet, align, crop at the chips' resolution) against the same faces as chips.
+family-raw: setup
+	$(BIN)/edge-age data photos $(UTK200) --split runs/split.csv --out runs/family-raw/photos
+	for m in m $(FAMILY); do \
+	  $(BIN)/edge-age evaluate $$m --data $(EDGE_AGE_DATA) --labels runs/family-raw/photos/chips.csv \
+	    --json runs/family-raw/chips_$$m.json || exit 1; \
+	  $(BIN)/edge-age evaluate $$m --data runs/family-raw/photos --labels runs/family-raw/photos/labels.csv --detect \
+	    --detector yunet --json runs/family-raw/raw_$$m.json || exit 1; done
 
 # Figures of the device runner on this machine: pipeline fps and per-stage p50 at 640x480 with 1 and 4 faces
 # for each detector and model, and accuracy on raw-like photos (detect + align) against the ready-made chips.

@@ -15,7 +15,7 @@ from edge_age.members import FAMILY_DIR
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 
-BUNDLED_TARGETS = ("int8-qat", "edgetpu", "int8")
+BUNDLED_TARGETS = ("int8-qat", "edgetpu")  # what the runtime-only install needs; the rest is one convert away
 
 
 def macs(model) -> int:
@@ -43,11 +43,30 @@ def _layers(model):
             yield layer
 
 
-def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = True, dest: Path = FAMILY_DIR) -> dict:
+def bench_latency(bench: Path, model: Path) -> dict:
+    """p50 ms per CPU thread count of ``model`` (matched by SHA-256) in a ``bench.json``, and the device's name."""
+    import hashlib
+    try:
+        record = json.loads(Path(bench).read_text(encoding="utf-8"))
+        digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        names = {m["name"] for m in record["models"] if m.get("sha256") == digest}
+        p50 = {str(r["threads"]): r["latency_ms"]["p50"] for r in record["latency"]
+               if r["model"] in names and r["delegate"] == "cpu"}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeAgeError(f"{bench} is not a bench.json of 'edge-age bench': {exc}") from None
+    if not p50:
+        raise EdgeAgeError(f"{bench} has no CPU latency of {Path(model).name} (sha256 {digest[:12]})")
+    return {"latency_ms_p50": p50, "latency_device": record.get("device", {}).get("name")}
+
+
+def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = True, bench: Path | None = None,
+                  dest: Path = FAMILY_DIR) -> dict:
     """Copy ``run``'s model card and ``converted``'s int8 files (with sidecars) into ``dest/name``; write member.json.
 
     ``copy_keras`` copies the Keras float and QAT models too; otherwise member.json points at them in ``run``
-    (for a run folder that is itself bundled, such as the reference model).
+    when it lies inside the package (the reference model), and the member ships none when it does not.
+    ``bench`` takes the int8-qat file's CPU latency from a quiet ``edge-age bench`` run instead of the
+    conversion report's single measurement.
     """
     from edge_age.training import load_model
     report_path = converted / "convert_report.json"
@@ -85,10 +104,15 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
     for src in ("MODEL_CARD.md", "device.json"):
         if (run / src).is_file():
             shutil.copy2(run / src, staging)
+    inside_package = dest.resolve().parent in (run / "x").resolve().parents
     for kind, file in (("float", "model.keras"), ("qat", "qat.h5")):
         if copy_keras:
             shutil.copy2(run / file, staging)
-        facts["keras"][kind] = file if copy_keras else os.path.relpath((run / file).resolve(), folder.resolve())
+            facts["keras"][kind] = file
+        elif inside_package:
+            facts["keras"][kind] = os.path.relpath((run / file).resolve(), folder.resolve())
+    if bench:
+        facts.update(bench_latency(bench, staging / Path(facts["files"]["int8-qat"]).name))
     (staging / "member.json").write_text(json.dumps(facts, indent=1))
     old = Path(str(folder) + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -526,10 +526,11 @@ def models(
     rows = []
     for m in family:
         f, t = m.facts, m.facts.get("targets", {}).get("int8-qat", {})
+        p50 = f.get("latency_ms_p50", {}).get("1", t.get("latency_ms_p50", float("nan")))
         rows.append([m.name + (" (default)" if m.name == DEFAULT_MEMBER else ""), f["arch"], f["input_size"],
                      f"{f['params'] / 1e6:.2f} M", f"{f['macs'] / 1e6:.0f} M", f"{t.get('size_kb', 0):.0f} KB",
                      f"{t.get('mae', float('nan')):.2f}", f"{t.get('cs5', float('nan')):.1%}",
-                     f"{t.get('gender_accuracy', float('nan')):.1%}", f"{t.get('latency_ms_p50', float('nan')):.2f}"])
+                     f"{t.get('gender_accuracy', float('nan')):.1%}", f"{p50:.2f}"])
     typer.echo(md_table(["name", "architecture", "input", "params", "MACs", "int8 file", "MAE", "CS@5", "gender",
                          "p50 ms (1 thread)"], rows))
     typer.echo("Figures: int8-qat file on the test split of the build machine; use a name wherever a model goes, "
@@ -541,12 +542,13 @@ def bundle(
     name: str = typer.Argument(..., help="The member's name (m, s or n)."),
     run_dir: Path = typer.Option(..., "--run", help="Its training run folder."),
     converted: Path = typer.Option(..., "--converted", help="Its 'edge-age convert --split' output folder."),
-    copy_keras: bool = typer.Option(True, help="Copy the Keras float and QAT models into the package."),
+    copy_keras: bool = typer.Option(False, help="Copy the Keras float and QAT models into the package too."),
+    bench_json: Optional[Path] = typer.Option(None, "--bench", help="Take the CPU latency from this bench.json."),
 ) -> None:
     """Install a trained, converted member into the package's family folder (maintainers: 'make family')."""
     from edge_age.bundle import bundle_member
 
-    facts = bundle_member(name, run=run_dir, converted=converted, copy_keras=copy_keras)
+    facts = bundle_member(name, run=run_dir, converted=converted, copy_keras=copy_keras, bench=bench_json)
     typer.echo(f"bundled {name}: {', '.join(facts['files'])}")
 
 

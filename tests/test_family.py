@@ -67,10 +67,10 @@ def test_a_member_name_works_in_run_and_predict(family, tmp_path):
 
 
 def test_a_member_name_works_in_convert(family, tmp_path):
-    name = family[-1]["name"]
-    proc = run_cli("convert", name, "--targets", "float32,int8-qat", "--out", tmp_path / "conv")
+    """m ships its Keras models (the reference); a member without them says how to rebuild them."""
+    proc = run_cli("convert", "m", "--targets", "float32,int8-qat", "--out", tmp_path / "conv")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    bundled = read_info(family[-1]["files"]["int8-qat"])
+    bundled = read_info(family[0]["files"]["int8-qat"])
     converted = read_info(tmp_path / "conv" / "age_gender_int8-qat.tflite")
     assert converted.extra["chip_resolution"] == bundled.extra["chip_resolution"] == 64
 
@@ -91,4 +91,11 @@ def test_sidecars_without_data_carry_the_same_preprocessing(tiny_run, converted,
         for key in PREPROCESSING:
             assert without[key] == with_data[key], key
         assert without["extra"]["chip_resolution"] == with_data["extra"]["chip_resolution"] == 64
+        assert without["outputs"] == with_data["outputs"]
+
+
+def test_a_member_without_keras_models_says_how_to_rebuild_them(family, tmp_path):
+    keras_less = [m["name"] for m in family if m["name"] != "m"]
+    proc = run_cli("convert", keras_less[0], "--out", tmp_path / "c")
+    assert_user_error(proc, "make family")
         assert without["outputs"] == with_data["outputs"]
