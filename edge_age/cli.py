@@ -232,27 +232,42 @@ def evaluate(
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
     labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the plots."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the evaluation page: report.html "
+                                       "(self-contained), report.md and the plots."),
     detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs --labels)."),
     detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
     detector_model: Optional[Path] = typer.Option(None, help="With --detect: the detector's model file."),
     chip_resolution: Optional[int] = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
                                                   "first, as the training chips [default: from the .tflite sidecar]."),
 ) -> None:
-    """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns and plots."""
+    """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
+    import os
+
     from edge_age.evaluation import evaluate_file, write_json
 
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
+    if out:
+        from edge_age.report_page import pyplot
+        pyplot()  # fail before the model runs when matplotlib is missing
     finder = None
     if detect:
         from firmware_host.detectors import make_detector
         if not labels or not data:
             raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
         finder = make_detector(detector, detector_model)
-    result, _ = evaluate_file(model, data, split, subset, labels, out, finder, chip_resolution)
+    result, (pred_age, pred_gender, faces) = evaluate_file(model, data, split, subset, labels, detector=finder,
+                                                            resolution=chip_resolution)
     if json_out:
         write_json(result, json_out)
+    if out:
+        from edge_age.eval_page import Evaluated, write_page
+        selection = (f"side {subset} of {split}" if split else
+                     f"largest face found by {finder.name} in each photo of {labels}" if finder else
+                     f"listed in {labels}" if labels else "every file name with readable labels")
+        page = write_page(out, Evaluated(result, pred_age, pred_gender, faces, str(data or os.environ.get("EDGE_AGE_DATA")),
+                                         selection, photos=data if finder else None))
+        typer.echo(f"wrote {page}, report.md and the plots")
     if finder:
         d = result["detection"]
         typer.echo(f"{d['detector']}: a face in {d['faces_found']} of {d['photos']} photos")
