@@ -381,6 +381,35 @@ def predict(
     typer.echo(f"wrote {out}/faces.csv and faces.json")
 
 
+@app.command()
+def serve(
+    model: Path = ModelOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free one, printed at start)."),
+    threads: int = typer.Option(2, min=1, help="Requests processed at once: one single-threaded interpreter and "
+                                               "detector each."),
+    queue: int = typer.Option(32, min=0, help="Requests that may wait for a worker; more are answered 503."),
+    max_body: float = typer.Option(10.0, min=0.001, help="Largest accepted body in MB (more is answered 413)."),
+    timeout: float = typer.Option(30.0, min=0.1, help="Seconds a request may take, queue included (then 503)."),
+    detector: str = DetectorOpt,
+    detector_model: Optional[Path] = DetectorModelOpt,
+    delegate: str = DelegateOpt,
+    delegate_library: Optional[str] = DelegateLibraryOpt,
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
+    import logging
+    import os
+
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))  # a small PNG must not decode to gigabytes
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    from firmware_host.serve import ServeOptions
+    from firmware_host.serve import serve as run_server
+
+    run_server(ServeOptions(model, host, port, threads, queue, int(max_body * 2**20), timeout, detector,
+                            detector_model, delegate, delegate_library, device))
+
+
 @app.command("run-table")
 def run_table(
     reports: list[Path] = typer.Argument(..., help="run_report.json files from 'edge-age run'."),
