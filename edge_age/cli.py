@@ -389,7 +389,7 @@ def serve(
     threads: int = typer.Option(2, min=1, help="Requests processed at once: one single-threaded interpreter and "
                                                "detector each."),
     queue: int = typer.Option(32, min=0, help="Requests that may wait for a worker; more are answered 503."),
-    max_body: float = typer.Option(10.0, min=0.001, help="Largest accepted body in MB (more is answered 413)."),
+    max_body: float = typer.Option(10.0, min=0.001, help="Largest accepted body in MiB (more is answered 413)."),
     timeout: float = typer.Option(30.0, min=0.1, help="Seconds a request may take, queue included (then 503)."),
     detector: str = DetectorOpt,
     detector_model: Optional[Path] = DetectorModelOpt,
