@@ -265,8 +265,9 @@ def evaluate(
         selection = (f"side {subset} of {split}" if split else
                      f"largest face found by {finder.name} in each photo of {labels}" if finder else
                      f"listed in {labels}" if labels else "every file name with readable labels")
-        page = write_page(out, Evaluated(result, pred_age, pred_gender, faces, str(data or os.environ.get("EDGE_AGE_DATA")),
-                                         selection, photos=data if finder else None))
+        source = str(data or os.environ.get("EDGE_AGE_DATA"))
+        page = write_page(out, Evaluated(result, pred_age, pred_gender, faces, source, selection,
+                                         photos=data if finder else None))
         typer.echo(f"wrote {page}, report.md and the plots")
     if finder:
         d = result["detection"]
@@ -406,8 +407,9 @@ def serve(
     from firmware_host.serve import ServeOptions
     from firmware_host.serve import serve as run_server
 
-    run_server(ServeOptions(model, host, port, threads, queue, int(max_body * 2**20), timeout, detector,
-                            detector_model, delegate, delegate_library, device))
+    run_server(ServeOptions(model=model, host=host, port=port, threads=threads, queue=queue,
+                            max_body=int(max_body * 2**20), timeout=timeout, detector=detector,
+                            detector_model=detector_model, delegate=delegate, library=delegate_library, device=device))
 
 
 @app.command("run-table")

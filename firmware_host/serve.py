@@ -19,14 +19,18 @@ from firmware_host.errors import EdgeAgeError
 from firmware_host.serve_pool import LOG, Pool, Query, RequestError, image_kind
 
 try:
+    import python_multipart  # noqa: F401 (Starlette's form parser, imported only when a form comes)
     import starlette
     import uvicorn
     from starlette.applications import Starlette
+    from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 except ImportError:
-    raise EdgeAgeError("edge-age serve needs Starlette and uvicorn: pip install 'edge-age[serve]'") from None
+    raise EdgeAgeError("edge-age serve needs Starlette, uvicorn and python-multipart: "
+                       "pip install 'edge-age[serve]'") from None
 
 logging.getLogger("python_multipart").setLevel(logging.ERROR)  # its warnings about bad forms: answered 400 already
 PAGE = Path(__file__).with_name("static") / "serve.html"
@@ -34,7 +38,7 @@ DRAIN = 16 * 2**20  # read and drop up to this much of a too-large body, so that
 TRUE = ("1", "true", "yes", "on")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServeOptions:
     model: Path
     host: str = "127.0.0.1"
@@ -89,13 +93,16 @@ async def image_bytes(request: Request, limit: int) -> bytes:
             return {"type": "http.request", "body": body, "more_body": False}
         try:
             form = await Request(request.scope, replay).form(max_files=4, max_fields=16)
-        except Exception as exc:  # starlette's HTTPException or python-multipart's errors: all a bad form
-            raise RequestError(400, f"the multipart body does not parse: {getattr(exc, 'detail', exc)}") from None
-        files = [v for _, v in form.multi_items() if hasattr(v, "read")]
-        upload = form.get("image") if hasattr(form.get("image"), "read") else next(iter(files), None)
-        if upload is None:
-            raise RequestError(400, "the multipart form has no file field: send the image as the field 'image'")
-        body = await upload.read()
+        except HTTPException as exc:  # how Starlette reports a form python-multipart cannot parse
+            raise RequestError(400, f"the multipart body does not parse: {exc.detail}") from None
+        try:
+            files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+            upload = form["image"] if isinstance(form.get("image"), UploadFile) else next(iter(files), None)
+            if upload is None:
+                raise RequestError(400, "the multipart form has no file field: send the image as the field 'image'")
+            body = await upload.read()
+        finally:
+            await form.close()
     if not body:
         raise RequestError(400, "the body is empty: send the image's bytes, or a multipart form with the field 'image'")
     if image_kind(body) is None:
@@ -103,7 +110,7 @@ async def image_bytes(request: Request, limit: int) -> bytes:
     return body
 
 
-def create_app(pool: Pool, options: ServeOptions) -> Starlette:
+def create_app(pool: Pool, options: ServeOptions) -> AccessLog:
     """The Starlette application: the page, /predict, /health and /info, with one log line per request."""
     page = PAGE.read_text(encoding="utf-8")
     started = time.time()
@@ -185,6 +192,7 @@ def _versions() -> dict[str, str]:
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: a free one), or a one-line error."""
+    sock = None
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -192,6 +200,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(128)
     except OSError as exc:
+        if sock is not None:
+            sock.close()
         raise EdgeAgeError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 

@@ -42,6 +42,20 @@ def image_kind(data: bytes) -> str | None:
     return next((kind for magic, kind in SIGNATURES.items() if data.startswith(magic)), None)
 
 
+def decode(data: bytes) -> np.ndarray:
+    """BGR pixels of an encoded image (EXIF rotation applied, alpha dropped, grey made colour), or a 400."""
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # raised for an image over OPENCV_IO_MAX_IMAGE_PIXELS
+        if "PIXELS" not in str(exc):
+            raise
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "OpenCV's limit")
+        raise RequestError(400, f"the image has more pixels than the limit of {limit}") from None
+    if image is None:
+        raise RequestError(400, f"the {image_kind(data)} image does not decode (damaged or truncated)")
+    return image
+
+
 @dataclass(frozen=True)
 class Query:
     """Options of one request: detector score threshold, largest face only, annotated JPEG instead of JSON."""
@@ -60,10 +74,7 @@ class Worker:
         """The faces in an encoded photo as the JSON answer, and the annotated JPEG when asked for."""
         timer = StageTimer()
         with timer.stage("decode"):
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise RequestError(400, f"the {image_kind(data)} image does not decode (damaged, truncated, "
-                                    "or over OpenCV's pixel limit)")
+            image = decode(data)
         default = getattr(self.detector, "threshold", None)
         if query.threshold is not None:
             if default is None:

@@ -1,4 +1,4 @@
-"""`edge-age evaluate --out`: the evaluation page on a few hundred real faces, its files as one set, in a real browser."""
+"""`edge-age evaluate --out`: the evaluation page on a few hundred real faces, written as one set, in a browser."""
 from __future__ import annotations
 
 import csv
@@ -54,7 +54,8 @@ def test_page_holds_every_section_embedded(page, faces300):
     md = (page / "report.md").read_text()
     worst = [line.split(" | ") for line in md.split("## Largest errors")[1].splitlines() if line.startswith("| ")][1:]
     errors = [abs(float(row[3])) for row in worst]
-    assert len(worst) == 24 and errors == sorted(errors, reverse=True) and all((faces300 / r[0][2:]).is_file() for r in worst)
+    assert len(worst) == 24 and errors == sorted(errors, reverse=True)
+    assert all((faces300 / row[0][2:]).is_file() for row in worst)
     assert "![confusion](confusion.png)" in md and "![samples](samples.jpg)" in md
     assert (page / "metrics.json").is_file()  # written after the page, kept in its folder
     assert not [p for p in page.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
