@@ -253,29 +253,45 @@ def evaluate(
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
     labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the plots."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the evaluation page: report.html "
+                                       "(self-contained), report.md and the plots."),
     detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs --labels)."),
     detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
     detector_model: Optional[Path] = typer.Option(None, help="With --detect: the detector's model file."),
     chip_resolution: Optional[int] = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
                                                   "first, as the training chips [default: from the .tflite sidecar]."),
 ) -> None:
-    """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns and plots."""
+    """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
+    import os
+
     from edge_age.evaluation import evaluate_file, write_json
     from edge_age.members import resolve_tflite
 
     model = resolve_tflite(model)
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
+    if out:
+        from edge_age.report_page import pyplot
+        pyplot()  # fail before the model runs when matplotlib is missing
     finder = None
     if detect:
         from firmware_host.detectors import make_detector
         if not labels or not data:
             raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
         finder = make_detector(detector, detector_model)
-    result, _ = evaluate_file(model, data, split, subset, labels, out, finder, chip_resolution)
+    result, (pred_age, pred_gender, faces) = evaluate_file(model, data, split, subset, labels, detector=finder,
+                                                            resolution=chip_resolution)
     if json_out:
         write_json(result, json_out)
+    if out:
+        from edge_age.eval_page import Evaluated, write_page
+        selection = (f"side {subset} of {split}" if split else
+                     f"largest face found by {finder.name} in each photo of {labels}" if finder else
+                     f"listed in {labels}" if labels else "every file name with readable labels")
+        source = str(data or os.environ.get("EDGE_AGE_DATA"))
+        page = write_page(out, Evaluated(result, pred_age, pred_gender, faces, source, selection,
+                                         photos=data if finder else None))
+        typer.echo(f"wrote {page}, report.md and the plots")
     if finder:
         d = result["detection"]
         typer.echo(f"{d['detector']}: a face in {d['faces_found']} of {d['photos']} photos")
@@ -396,6 +412,36 @@ def predict(
     if truth is not None:
         _report_accuracy(rows, truth, out)
     typer.echo(f"wrote {out}/faces.csv and faces.json")
+
+
+@app.command()
+def serve(
+    model: Path = ModelOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free one, printed at start)."),
+    threads: int = typer.Option(2, min=1, help="Requests processed at once: one single-threaded interpreter and "
+                                               "detector each."),
+    queue: int = typer.Option(32, min=0, help="Requests that may wait for a worker; more are answered 503."),
+    max_body: float = typer.Option(10.0, min=0.001, help="Largest accepted body in MiB (more is answered 413)."),
+    timeout: float = typer.Option(30.0, min=0.1, help="Seconds a request may take, queue included (then 503)."),
+    detector: str = DetectorOpt,
+    detector_model: Optional[Path] = DetectorModelOpt,
+    delegate: str = DelegateOpt,
+    delegate_library: Optional[str] = DelegateLibraryOpt,
+    device: Optional[str] = DeviceOpt,
+) -> None:
+    """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
+    import logging
+    import os
+
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))  # a small PNG must not decode to gigabytes
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    from firmware_host.serve import ServeOptions
+    from firmware_host.serve import serve as run_server
+
+    run_server(ServeOptions(model=model, host=host, port=port, threads=threads, queue=queue,
+                            max_body=int(max_body * 2**20), timeout=timeout, detector=detector,
+                            detector_model=detector_model, delegate=delegate, library=delegate_library, device=device))
 
 
 @app.command("run-table")

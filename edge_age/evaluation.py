@@ -145,11 +145,10 @@ def read_labels(path: Path) -> list[tuple[str, int, int, int]]:
 
 
 def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "test", labels: Path | None = None,
-                  out: Path | None = None, detector=None,
-                  resolution: int | None = None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
+                  *, detector=None, resolution: int | None = None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
     """Score a ``.keras``/``.h5``/``.tflite`` model file; with ``detector``, on faces it finds in raw photos
-    listed by ``labels``, cropped at ``resolution`` (default: the sidecar's chip resolution); with ``out``,
-    write plots there."""
+    listed by ``labels``, cropped at ``resolution`` (default: the sidecar's chip resolution).
+    Returns the scores and (predicted ages, probabilities of female, the faces)."""
     model = Path(model)
     if not model.is_file():
         raise EdgeAgeError(f"model file {model} does not exist")
@@ -177,11 +176,6 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
     if detector is not None:
         result["detection"] = {"detector": detector.name, "chip_resolution": resolution, "photos": len(faces.files) + len(missed),
                                "faces_found": len(faces.files), "missed": missed}
-    if out:
-        from edge_age.plots import error_by_age, predicted_vs_true
-        out = atomic.writable_dir(out)
-        predicted_vs_true(pred_age, faces.ages, out / "predicted_vs_true.png")
-        error_by_age(pred_age, faces.ages, out / "error_by_age.png")
     return result, (pred_age, pred_gender, faces)
 
 

@@ -42,6 +42,24 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
 
 
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False and true positive rates at every distinct threshold, from (0, 0) to (1, 1)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
+    order = np.argsort(-scores, kind="mergesort")
+    ranked, hits = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last face of each distinct score
+    tp, fp = np.cumsum(hits)[last], np.cumsum(~hits)[last]
+    return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
+
+
+def group_accuracy(confusion: list[list[int]]) -> tuple[float, float]:
+    """Share of faces put in their true age group, and within one group of it."""
+    m = np.asarray(confusion)
+    i, j = np.indices(m.shape)
+    n = max(int(m.sum()), 1)
+    return float(np.trace(m)) / n, float(m[np.abs(i - j) <= 1].sum()) / n
+
+
 def age_confusion(pred: np.ndarray, true: np.ndarray) -> list[list[int]]:
     """Counts of (true age group, predicted age group)."""
     k = len(AGE_BINS)

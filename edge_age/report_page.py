@@ -61,7 +61,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img.plot{max
 .face{display:inline-block;text-align:center;font-size:.75em;margin:.2em}.face img{width:96px;height:96px}"""
 
 
-def html_page(title: str, body: str) -> str:
-    """A complete HTML document; everything it shows is embedded."""
+def html_page(title: str, body: str, style: str = "") -> str:
+    """A complete HTML document, with ``style`` added to the common one; everything it shows is embedded."""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+            f"<style>{_STYLE}{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from firmware_host.errors import EdgeAgeError
 
@@ -69,3 +70,33 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike, owned: Collection[str]) -> Iterator[Path]:
+    """Yield an empty folder beside ``path`` to fill; on success it takes ``path``'s place as one set.
+
+    ``owned`` names the files this writer makes: those of an older ``path`` go with it, any other entry
+    (a ``--json`` file, notes) is carried over. On failure the staging folder is removed, ``path`` untouched.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise EdgeAgeError(f"{path} is a file, not a folder")
+    writable_dir(path.parent)
+    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".staging"))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    os.chmod(stage, 0o777 & ~_UMASK)
+    if not path.exists():
+        os.rename(stage, path)
+        return
+    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+    os.rename(path, old / "dir")
+    os.rename(stage, path)
+    for entry in (old / "dir").iterdir():  # a crash before this leaves them in the .old folder, never lost
+        if entry.name not in owned and not (path / entry.name).exists():
+            os.rename(entry, path / entry.name)
+    shutil.rmtree(old, ignore_errors=True)

@@ -64,6 +64,15 @@ class YuNetDetector:
             raise EdgeAgeError(f"{model} is not a YuNet ONNX model OpenCV can load") from None
         self.size = (320, 320)
 
+    @property
+    def threshold(self) -> float:
+        """The score a face needs to be reported."""
+        return float(self.net.getScoreThreshold())
+
+    @threshold.setter
+    def threshold(self, score: float) -> None:
+        self.net.setScoreThreshold(float(score))
+
     def detect(self, bgr: np.ndarray) -> list[Face]:
         image = _bgr(bgr)
         size = (image.shape[1], image.shape[0])

@@ -108,3 +108,13 @@ def converted(tiny_run, faces, split, tmp_path_factory):
                    "--calib", "30", "--threshold", "100")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def qat_tflite(tiny_run, faces, split, tmp_path_factory):
+    """The tiny run's int8-qat file alone (with its sidecar): for tests that need one real model, not six."""
+    out = tmp_path_factory.mktemp("convert_qat")
+    proc = run_cli("convert", tiny_run / "model.keras", "--targets", "int8-qat", "--data", faces, "--split", split,
+                   "--out", out, "--calib", "30", "--threshold", "100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out / "age_gender_int8-qat.tflite"

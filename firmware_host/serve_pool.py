@@ -1,0 +1,153 @@
+"""The work behind ``POST /predict``: decode a photo, find faces, age and gender, on a bounded pool of workers.
+
+Each worker owns one single-threaded interpreter and one detector (neither is thread-safe), so the pool's
+size is the number of interpreter threads. Requests beyond the pool wait in a bounded queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from firmware_host.detectors import make_detector
+from firmware_host.errors import EdgeAgeError
+from firmware_host.faces import analyse, largest
+from firmware_host.overlay import draw_face, label
+from firmware_host.predictor import AgeGenderModel
+from firmware_host.stages import StageTimer
+
+LOG = logging.getLogger("edge_age.serve")
+SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
+
+
+class RequestError(Exception):
+    """A request the server refuses: its HTTP status and a one-line reason for the JSON error."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def image_kind(data: bytes) -> str | None:
+    """``jpeg``, ``png`` or ``webp`` from the first bytes, else None (the Content-Type is not trusted)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for magic, kind in SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """BGR pixels of an encoded image (EXIF rotation applied, alpha dropped, grey made colour), or a 400."""
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # raised for an image over OPENCV_IO_MAX_IMAGE_PIXELS
+        if "PIXELS" not in str(exc):
+            raise
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "OpenCV's limit")
+        raise RequestError(400, f"the image has more pixels than the limit of {limit}") from None
+    if image is None:
+        raise RequestError(400, f"the {image_kind(data)} image does not decode (damaged or truncated)")
+    return image
+
+
+@dataclass(frozen=True)
+class Query:
+    """Options of one request: detector score threshold, largest face only, annotated JPEG instead of JSON."""
+
+    threshold: float | None = None
+    largest: bool = False
+    annotate: bool = False
+
+
+@dataclass
+class Worker:
+    model: AgeGenderModel
+    detector: object
+
+    def predict(self, data: bytes, query: Query) -> tuple[dict, bytes | None]:
+        """The faces in an encoded photo as the JSON answer, and the annotated JPEG when asked for."""
+        timer = StageTimer()
+        with timer.stage("decode"):
+            image = decode(data)
+        default = getattr(self.detector, "threshold", None)
+        if query.threshold is not None:
+            if default is None:
+                raise RequestError(400, f"the {self.detector.name} detector has no score threshold")
+            self.detector.threshold = query.threshold
+        try:
+            results = analyse(image, self.detector, self.model, timer)
+        finally:
+            if query.threshold is not None:
+                self.detector.threshold = default
+        if query.largest and results:
+            results = [largest(results)]
+        ms = {k: round(v * 1000, 2) for k, v in timer.frame.items()}
+        answer = {"faces": [{"box": [round(v, 1) for v in r.face.box], "age": round(r.prediction.age, 2),
+                             "age_std": round(r.prediction.age_std, 2), "female": round(r.prediction.female, 4),
+                             "score": round(r.face.score, 4)} for r in results],
+                  "size": [image.shape[1], image.shape[0]], "model": self.model.path.name,
+                  "detector": self.detector.name,
+                  "ms": {"decode": ms.get("decode", 0.0), "detect": ms.get("detect", 0.0),
+                         "align": ms.get("preprocess", 0.0), "infer": round(ms.get("infer", 0.0)
+                                                                            + ms.get("postprocess", 0.0), 2)}}
+        if not query.annotate:
+            return answer, None
+        for r in results:
+            draw_face(image, r.face.box, label(r.prediction.age, r.prediction.age_std, r.prediction.female),
+                      r.prediction.female)
+        return answer, cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+class Pool:
+    """``size`` workers on as many threads, and at most ``waiting`` requests queued for them."""
+
+    def __init__(self, model: Path, *, size: int, waiting: int, detector: str = "auto",
+                 detector_model: Path | None = None, delegate: str = "cpu", library: str | None = None,
+                 device: str | None = None):
+        if Path(model).suffix != ".tflite":
+            raise EdgeAgeError(f"{model} is not a .tflite file: serve a model from 'edge-age convert' "
+                               "(with its .json sidecar beside it)")
+        self.workers: queue.SimpleQueue[Worker] = queue.SimpleQueue()
+        for _ in range(size):
+            self.workers.put(Worker(AgeGenderModel(model, delegate, 1, library, device),
+                                    make_detector(detector, detector_model, threads=1)))
+        self.first = self.workers.get()
+        self.workers.put(self.first)
+        self.size, self.limit, self.busy = size, size + waiting, 0
+        self.executor = ThreadPoolExecutor(size, thread_name_prefix="predict")
+
+    async def predict(self, data: bytes, query: Query) -> tuple[dict, bytes | None]:
+        """Run one photo on a free worker; 503 when the queue is full. Cancelling leaves a started job to finish."""
+        if self.busy >= self.limit:
+            raise RequestError(503, f"busy: {self.busy} requests in hand; try again shortly")
+        loop = asyncio.get_running_loop()
+        self.busy += 1
+        future = self.executor.submit(self._run, data, query)
+        future.add_done_callback(lambda _: loop.is_closed() or loop.call_soon_threadsafe(self._done))
+        return await asyncio.wrap_future(future)
+
+    def _done(self) -> None:
+        self.busy -= 1
+
+    def _run(self, data: bytes, query: Query) -> tuple[dict, bytes | None]:
+        worker = self.workers.get()
+        try:
+            return worker.predict(data, query)
+        finally:
+            self.workers.put(worker)
+
+    def describe(self) -> dict:
+        model, detector = self.first.model, self.first.detector
+        return {"model": {"file": model.path.name, "target": model.info.target, "input_size": model.size,
+                          "delegate": model.delegate, "sidecar": model.info.to_dict()},
+                "detector": {"name": detector.name, "threshold": getattr(detector, "threshold", None)},
+                "workers": self.size, "queue": self.limit - self.size, "cpu_count": os.cpu_count()}
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
