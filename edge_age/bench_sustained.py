@@ -1,5 +1,5 @@
 """Latency as it holds up over time: per configuration, p50 of the first window against the last, and
-whether the device reported throttling, for the bench pages (a part of them only when a row has windows to compare)."""
+whether the device reported throttling, for the bench pages (a part of them only for a --duration bench)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,8 +55,9 @@ def sustained_rows(rows: list[tuple[str, dict]]) -> list[list]:
 
 
 def has_windows(bench: dict) -> bool:
-    """Whether any latency row has two or more windows (a bench long enough to say how latency held up)."""
-    return any(row_drift(r) for r in bench["latency"])
+    """Whether the bench ran with --duration and a row has two or more windows to compare (the windows of
+    short interleaved rounds are kept, but say little about how latency holds up)."""
+    return bool(bench["settings"].get("duration_s")) and any(row_drift(r) for r in bench["latency"])
 
 
 def over_time_plot(rows: list[tuple[str, dict]], thermal: list[dict], path: Path) -> Path:
