@@ -327,7 +327,8 @@ def run(
     detect_size: int = DetectSizeOpt,
     detect_every: int = typer.Option(DETECT_EVERY, help="Detect on one frame in N; on the others, faces are carried "
                                      "forward by optical flow (and still inferred). 1 = detect every frame."),
-    overlap: bool = typer.Option(False, "--overlap", help="Draw and encode the annotated frames on a second thread."),
+    overlap: bool = typer.Option(False, "--overlap/--no-overlap", help="Draw and encode the annotated frames on a "
+                                 "second thread."),
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
     from firmware_host.runner import RunOptions
@@ -390,27 +391,11 @@ def run_table(
     reports: list[Path] = typer.Argument(..., help="run_report.json files from 'edge-age run'."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
 ) -> None:
-    """Compare runs: frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
-    from edge_age.report_page import md_table
+    """Compare runs: settings, frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
+    from edge_age.run_table import run_table as table_of
     from firmware_host import atomic
-    from firmware_host.stages import STAGES
 
-    rows = []
-    for path in reports:
-        try:
-            r = json.loads(path.read_text(encoding="utf-8"))
-            stages = r["stages"]
-            row = [path.parent.name, r["source"].split("/")[-1], r["target"], f"{r['delegate']}/{r['threads']}",
-                   r["detector"], r["frames"], round(r["faces"] / max(r["frames"], 1), 2), f"{r['fps']:.1f}",
-                   # reports from before --detect-size and --detect-every detected every full frame
-                   f"{r.get('detect_size', 0) or 'full'}/{r.get('detect_every', 1)}",
-                   f"{r.get('frames_detected', r['frames'])}/{r.get('frames_carried', 0)}"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EdgeAgeError(f"{path} is not a run report of 'edge-age run': {exc}") from None
-        rows.append(row + [f"{stages[s]['p50_ms']:.2f}" if stages.get(s, {}).get("count") else "" for s in STAGES]
-                    + [r["dropped_frames"]])
-    table = md_table(["run", "source", "model", "delegate/threads", "detector", "frames", "faces/frame", "fps",
-                      "detect px/every", "detected/carried", *(f"{s} p50 ms" for s in STAGES), "dropped"], rows)
+    table = table_of(reports)
     typer.echo(table)
     if out:
         atomic.write_text(out, table)

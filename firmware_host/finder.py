@@ -23,12 +23,13 @@ def check_every(every: int) -> int:
 
 
 class FaceFinder:
-    """Detects with ``detector`` on every ``every``-th frame it is given; carries faces forward on the others."""
+    """Detects with ``detector`` on every ``every``-th frame it is given; carries faces forward on the others.
+    Counts the frames given, those detected, and those with a face."""
 
     def __init__(self, detector, every: int = DETECT_EVERY, min_face: int = 0):
         self.detector, self.every, self.min_face = detector, check_every(every), min_face
         self.carrier = FlowCarrier() if every > 1 else None
-        self.frames = self.detected = 0
+        self.frames = self.detected = self.with_faces = 0
 
     @property
     def carried(self) -> int:
@@ -46,4 +47,5 @@ class FaceFinder:
             with timer.stage("carry"):
                 faces = self.carrier.step(image)
         self.frames += 1
+        self.with_faces += bool(faces)
         return faces

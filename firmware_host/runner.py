@@ -134,8 +134,9 @@ class Run:
                     tracks = self.tracker.update([r.face.box for r in results], [r.prediction for r in results])
                 if self.images:
                     with self.timer.stage("draw"):
-                        self.outputs.draw(frame.image, tracks, f"{fps:.1f} fps  {len(tracks)} faces  "
-                                                               f"{self.model.info.target}/{self.o.delegate}  {self.detector.name}")
+                        status = (f"{fps:.1f} fps  {len(tracks)} faces  {self.model.info.target}/{self.o.delegate}"
+                                  f"  {self.detector.name}")
+                        self.outputs.draw(frame.image, tracks, status)
                 times = self.timer.end_frame()
                 record = _record(frame, tracks, results, times)
                 for sink in self.sinks:
@@ -179,6 +180,7 @@ class Run:
         windows = self.windows.finish()
         return {"detect_size": self.o.detect_size, "detect_every": self.o.detect_every, "overlap": self.o.overlap,
                 "frames_detected": self.finder.detected, "frames_carried": self.finder.carried,
+                "frames_with_faces": self.finder.with_faces,
                 "duration_s": self.o.duration, "window_s": self.o.window_s, "windows": windows,
                 "fps_drift": drift(windows[0]["fps"], windows[-1]["fps"]) if len(windows) >= 2 else None}
 
