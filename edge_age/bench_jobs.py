@@ -143,7 +143,8 @@ def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) 
         times = measure(interpreter, timing.runs, timing.warmup, **options)
         size, runtime = input_size(interpreter), runtime_of(type(interpreter).__module__)
     peak = first_rss[0] if timing.seconds and first_rss else peak_rss_mb()
-    return {"input_size": size, "runs": len(times), "latency_ms": latency_stats(times), "samples_ms": keep_samples(times, timing.seconds and MAX_SAMPLES),
+    return {"input_size": size, "runs": len(times), "latency_ms": latency_stats(times),
+            "samples_ms": keep_samples(times, timing.seconds and MAX_SAMPLES),
             "windows": windows.closed, "start_rss_mb": start_rss, "peak_rss_mb": peak, "coverage": cover,
             "runtime": runtime}
 

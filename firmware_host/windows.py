@@ -59,7 +59,8 @@ class Windows:
         return self.closed
 
     def _close(self, length: float) -> None:
-        self.closed.append({"t_s": round(self.offset_s + self.start - self.origin, 3), **self.summary(self.values, length)})
+        t_s = round(self.offset_s + self.start - self.origin, 3)
+        self.closed.append({"t_s": t_s, **self.summary(self.values, length)})
         self.values = []
 
 
