@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference family family-raw device-figures
+.PHONY: setup run test reference family family-raw device-figures pipeline-figures
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -86,3 +86,35 @@ device-figures: setup
 	    --json runs/device/chips64_$${m}.json || exit 1; \
 	  for d in $(DETECTORS); do $(BIN)/edge-age evaluate runs/convert/age_gender_$$m.tflite --data runs/device/raw_test \
 	    --labels runs/device/raw_test/labels.csv --detect --detector $$d --json runs/device/raw_$${m}_$${d}.json || exit 1; done; done
+
+# Figures of the fast pipeline (issue 15), into $(PIPELINE_OUT)/pipeline.md: fps and per-stage p50 for each
+# detector at every --detect-size and --detect-every, with 1 and 4 faces (640x480, 2 threads); the annotated
+# video with and without --overlap; MAE on raw photos at each detect size; a sustained bench of the default
+# model. About 35 minutes on 2 cores. A quick look: make pipeline-figures DETECT_SIZES="0 320" DETECT_EVERYS="1 3"
+# PIPELINE_FRAMES=30 PIPELINE_PHOTOS=20 BENCH_DURATION=20
+PIPELINE_OUT ?= runs/pipeline
+PIPELINE_MODEL ?= runs/convert/age_gender_int8-qat.tflite
+PIPELINE_DETECTORS ?= $(DETECTORS)
+DETECT_SIZES ?= 0 480 320 240
+DETECT_EVERYS ?= 1 2 3 5
+PIPELINE_FACES ?= 1 4
+PIPELINE_FRAMES ?= 300
+PIPELINE_PHOTOS ?=
+BENCH_DURATION ?= 600
+SPLIT ?= runs/split.csv
+pipeline-figures: setup
+	for n in $(PIPELINE_FACES); do $(BIN)/edge-age data video $(UTK200) --split $(SPLIT) --faces $$n --no-churn \
+	  --frames $(PIPELINE_FRAMES) --out $(PIPELINE_OUT)/faces$$n.avi || exit 1; done
+	for n in $(PIPELINE_FACES); do for d in $(PIPELINE_DETECTORS); do for s in $(DETECT_SIZES); do for e in $(DETECT_EVERYS); do \
+	  $(BIN)/edge-age run -m $(PIPELINE_MODEL) -s $(PIPELINE_OUT)/faces$$n.avi --detector $$d --detect-size $$s \
+	    --detect-every $$e --threads 2 -o $(PIPELINE_OUT)/runs/$${n}f_$${d}_$${s}_$${e} || exit 1; done; done; done; done
+	for d in $(PIPELINE_DETECTORS); do for o in no-overlap overlap; do \
+	  $(BIN)/edge-age run -m $(PIPELINE_MODEL) -s $(PIPELINE_OUT)/faces1.avi --detector $$d --threads 2 --$$o \
+	    --video $(PIPELINE_OUT)/overlap/$${d}_$$o/annotated.avi -o $(PIPELINE_OUT)/overlap/$${d}_$$o || exit 1; done; done
+	$(BIN)/edge-age data photos $(UTK200) --split $(SPLIT) $(if $(PIPELINE_PHOTOS),--count $(PIPELINE_PHOTOS)) \
+	  --out $(PIPELINE_OUT)/raw_test
+	for d in $(PIPELINE_DETECTORS); do for s in $(DETECT_SIZES); do \
+	  $(BIN)/edge-age evaluate $(PIPELINE_MODEL) --data $(PIPELINE_OUT)/raw_test --labels $(PIPELINE_OUT)/raw_test/labels.csv \
+	    --detect --detector $$d --detect-size $$s --json $(PIPELINE_OUT)/raw/$${d}_$$s.json || exit 1; done; done
+	$(BIN)/edge-age bench $(PIPELINE_MODEL) --duration $(BENCH_DURATION) --threads 2 --out $(PIPELINE_OUT)/bench
+	$(BIN)/python -m edge_age.pipeline_figures $(PIPELINE_OUT)

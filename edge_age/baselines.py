@@ -17,7 +17,6 @@ at ``column``, which holds the ``positive`` class. ``output`` defaults to the mo
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,17 +169,14 @@ def predict(baseline: Baseline, faces: np.ndarray, threads: int = 1) -> tuple[np
     return np.concatenate(ages), None if baseline.gender is None else np.concatenate(genders)
 
 
-def measure(baseline: Baseline, threads: int = 1, runs: int = 50, warmup: int = 5) -> np.ndarray:
-    """Seconds per ``session.run`` of one random face (batch 1) after ``warmup`` untimed runs."""
+def measure(baseline: Baseline, threads: int = 1, runs: int = 50, warmup: int = 5, **timing) -> np.ndarray:
+    """Seconds per ``session.run`` of one random face (batch 1) after ``warmup`` untimed runs: ``runs`` of
+    them, or as ``timing`` says (see ``firmware_host.latency.time_calls``)."""
+    from firmware_host.latency import time_calls
     sess = session(baseline, threads)
     name = sess.get_inputs()[0].name
     face = np.random.default_rng(0).integers(0, 256, (1, baseline.input_size, baseline.input_size, 3), dtype=np.uint8)
     feed = {name: preprocess(baseline, face)}
     for _ in range(warmup):
         sess.run(None, feed)
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter()
-        sess.run(None, feed)
-        times[i] = time.perf_counter() - start
-    return times
+    return time_calls(lambda: sess.run(None, feed), runs, **timing)

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_age import __version__
 from edge_age.baselines import Baseline, read_baseline
-from edge_age.bench_jobs import latency_job, latency_stats, predict_job, run_isolated
+from edge_age.bench_jobs import Timing, latency_job, latency_stats, predict_job, run_isolated
 from edge_age.bench_report import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_json
 from edge_age.progress import progress_bar
 from firmware_host import atomic, system_info
@@ -128,7 +128,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def new_bench(models: list[BenchModel], delegates: list[str], threads: list[int], runs: int, warmup: int,
+def new_bench(models: list[BenchModel], delegates: list[str], threads: list[int], timing: Timing,
               faces: Faces | None, name: str | None) -> dict:
     """The bench record before any measurement: schema, device, settings and models."""
     device = system_info.describe()
@@ -136,17 +136,20 @@ def new_bench(models: list[BenchModel], delegates: list[str], threads: list[int]
             "started": _now(), "finished": None, "seconds": None, "toolkit_version": __version__,
             "device": {"name": name or device.get("board") or device.get("hostname") or "this device", **device,
                        "thermal_before": system_info.thermal_state(), "thermal_after": None},
-            "settings": {"delegates": delegates, "threads": threads, "runs": runs, "warmup": warmup, "batch": 1,
+            "settings": {"delegates": delegates, "threads": threads, "runs": timing.runs, "warmup": timing.warmup,
+                         "duration_s": timing.seconds, "window_s": timing.window_s, "batch": 1,
                          "faces": faces.describe() if faces else None, "faces_count": None},
-            "models": [m.entry() for m in models], "latency": [], "skipped": [], "pareto_front": []}
+            "models": [m.entry() for m in models], "latency": [], "skipped": [], "thermal": [], "pareto_front": []}
 
 
 def _reasons(bench: dict) -> str:
     return "; ".join(f"{s['model']} on {s['delegate']}: {s['reason']}" for s in bench["skipped"])
 
 
-def _finish(bench: dict, status: str, out: Path, start: float, error: str | None = None) -> None:
-    bench.update(status=status, error=error, finished=_now(), seconds=round(time.perf_counter() - start, 1))
+def _finish(bench: dict, status: str, out: Path, start: float, thermal: system_info.ThermalLog,
+            error: str | None = None) -> None:
+    bench.update(status=status, error=error, finished=_now(), seconds=round(time.perf_counter() - start, 1),
+                 thermal=thermal.stop())
     bench["device"]["thermal_after"] = system_info.thermal_state()
     bench["pareto_front"] = [{"model": m.row["model"], "delegate": m.row["delegate"], "threads": m.row["threads"]}
                              for m in measurements(bench) if m.front]
@@ -156,37 +159,43 @@ def _finish(bench: dict, status: str, out: Path, start: float, error: str | None
 class BenchLoop:
     """The measurement loop over (model, delegate) groups and thread counts, writing bench.json as it goes."""
 
-    def __init__(self, bench: dict, out: Path, threads: list[int], runs: int, warmup: int, faces: Faces | None,
-                 library: str | None = None, device: str | None = None):
-        self.bench, self.out, self.threads, self.runs, self.warmup, self.faces = bench, out, threads, runs, warmup, faces
-        self.library, self.device = library, device
+    def __init__(self, bench: dict, out: Path, threads: list[int], timing: Timing, faces: Faces | None, *,
+                 thermal: system_info.ThermalLog, library: str | None = None, device: str | None = None):
+        self.bench, self.out, self.threads, self.timing, self.faces = bench, out, threads, timing, faces
+        self.thermal, self.library, self.device = thermal, library, device
         self.entries = {m["name"]: m for m in bench["models"]}
+
+    def write(self) -> None:
+        """bench.json as measured so far, with the temperature and clock samples taken so far."""
+        self.bench["thermal"] = list(self.thermal.samples)
+        write_json(self.bench, self.out)
 
     def options(self, delegate: str) -> dict:
         return {"delegate": delegate, "library": self.library, "device": self.device}
 
     def skip(self, model: BenchModel, delegate: str, reason: str) -> None:
         self.bench["skipped"].append({"model": model.name, "delegate": delegate, "reason": reason})
-        write_json(self.bench, self.out)
+        self.write()
 
     def steps(self, groups: int) -> int:
         return groups * (len(self.threads) + (1 if self.faces else 0))
 
     def latency(self, model: BenchModel, delegate: str, threads: int) -> None:
         """One round of a configuration; a later round adds its samples to the first's (each in a fresh process)."""
-        result = run_isolated(latency_job, model.kind, model.job_model, self.options(delegate), threads, self.runs,
-                              self.warmup)
+        result = run_isolated(latency_job, model.kind, model.job_model, self.options(delegate), threads, self.timing)
         self.entries[model.name]["input_size"] = result.pop("input_size")
         earlier = next((e for e in self.bench["latency"]
                         if (e["model"], e["delegate"], e["threads"]) == (model.name, delegate, threads)), None)
         if earlier is None:
-            self.bench["latency"].append({"model": model.name, "delegate": delegate, "threads": threads, "runs": self.runs,
-                                          "warmup": self.warmup, **result, "temperature_c": system_info.temperature_c()})
-        else:
+            self.bench["latency"].append({"model": model.name, "delegate": delegate, "threads": threads,
+                                          "warmup": self.timing.warmup, **result,
+                                          "temperature_c": system_info.temperature_c()})
+        else:  # rounds exist only without --duration: every sample is kept, and the statistics pool them
             samples = earlier["samples_ms"] + result["samples_ms"]
             earlier.update(runs=len(samples), samples_ms=samples, latency_ms=latency_stats(np.array(samples) / 1000.0),
+                           windows=earlier["windows"] + result["windows"],
                            peak_rss_mb=max(filter(None, (earlier["peak_rss_mb"], result["peak_rss_mb"])), default=None))
-        write_json(self.bench, self.out)
+        self.write()
 
     def accuracy(self, model: BenchModel, delegate: str) -> None:
         from edge_age.evaluation import score
@@ -201,7 +210,7 @@ class BenchLoop:
             return
         entry["accuracy"][delegate] = {**score(age, gender, faces), "error_by_age": error_by_age(age, faces.ages)}
         self.bench["settings"]["faces_count"] = len(faces.files)
-        write_json(self.bench, self.out)
+        self.write()
 
     def group(self, model: BenchModel, delegate: str, bar, task, first: bool = True) -> None:
         """Latency at each thread count, accuracy after the first in the first round (so a bad data set
@@ -228,14 +237,18 @@ class BenchLoop:
                 left -= 1
 
 
-def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[int], runs: int = 100,
-              warmup: int = 10, faces: Faces | None = None, name: str | None = None, library: str | None = None,
+def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[int], *, timing: Timing = Timing(100, 10),
+              faces: Faces | None = None, name: str | None = None, library: str | None = None,
               device: str | None = None, rounds: int = 1) -> dict:
     """Bench every model on every delegate at every thread count; write bench.json, bench.md, bench.html.
 
     With ``rounds`` > 1 every configuration is measured once per round, the rounds interleaved, and
     the samples pooled: a slow spell of the machine then spreads over all models instead of one.
+    With ``timing.seconds`` each configuration runs that long, once; its latency is summarised per window
+    of ``timing.window_s``, and the temperature and CPU clock are sampled as often, where the OS exposes them.
     """
+    if timing.seconds and rounds > 1:
+        raise EdgeAgeError("--duration runs each configuration once, for that long: leave out --rounds")
     start = time.perf_counter()
     out = atomic.writable_dir(out)
     models = find_models(paths)
@@ -243,7 +256,7 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
         load_delegate(delegate, library, device)  # a missing delegate library or device stops the bench before it starts
     for size in dict.fromkeys(m.input_size for m in models if faces and m.input_size):
         faces.load(size)  # and so does a bad data set or split
-    bench = new_bench(models, delegates, threads, runs, warmup, faces, name)
+    bench = new_bench(models, delegates, threads, timing, faces, name)
     bench["settings"]["rounds"] = rounds
     groups = []
     for model in models:
@@ -255,7 +268,9 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
                 groups.append((model, delegate))
     if not groups:
         raise EdgeAgeError(f"nothing to measure: {_reasons(bench)}")
-    loop = BenchLoop(bench, out, threads, runs, warmup, faces, library, device)
+    thermal = system_info.ThermalLog(timing.window_s)
+    loop = BenchLoop(bench, out, threads, replace(timing, origin=time.time()), faces, thermal=thermal, library=library,
+                     device=device)
     try:
         with progress_bar() as bar:
             task = bar.add_task("bench", total=loop.steps(len(groups)) + (rounds - 1) * len(groups) * len(threads))
@@ -263,13 +278,13 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
                 for model, delegate in groups:
                     loop.group(model, delegate, bar, task, first=r == 0)
     except KeyboardInterrupt:
-        _finish(bench, "interrupted", out, start)
+        _finish(bench, "interrupted", out, start, thermal)
         raise
     except EdgeAgeError as exc:
-        _finish(bench, "failed", out, start, str(exc))
+        _finish(bench, "failed", out, start, thermal, str(exc))
         raise
     if not bench["latency"]:
-        _finish(bench, "failed", out, start, "no model could be measured")
+        _finish(bench, "failed", out, start, thermal, "no model could be measured")
         raise EdgeAgeError(f"no model could be measured: {_reasons(bench)}")
-    _finish(bench, "complete", out, start)
+    _finish(bench, "complete", out, start, thermal)
     return bench

@@ -8,12 +8,18 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import sys
+import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.defaults import WINDOW_S
+from firmware_host.windows import Windows, latency_summary
+
+MAX_SAMPLES = 10_000  # samples a --duration row keeps, spread evenly over the run (its statistics use all)
 
 _DISTRIBUTIONS = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tensorflow": "tensorflow",
                   "onnxruntime": "onnxruntime"}
@@ -96,26 +102,51 @@ def latency_stats(seconds: np.ndarray) -> dict:
             "std": float(ms.std(ddof=1)) if len(ms) > 1 else 0.0, "min": float(ms.min()), "max": float(ms.max())}
 
 
-def latency_job(kind: str, model, delegate: dict, threads: int, runs: int, warmup: int) -> dict:
-    """Latency of one inference (batch 1), delegate coverage and peak memory of a fresh process.
+@dataclass(frozen=True)
+class Timing:
+    """How a latency job times: ``runs`` invokes, or with ``seconds`` as many as fit in that time, after
+    ``warmup`` untimed ones, binned into windows of ``window_s`` counted from ``origin`` (the bench's start,
+    ``time.time()``)."""
 
-    ``delegate`` holds ``make_interpreter``'s ``delegate``, ``library`` and ``device``.
+    runs: int
+    warmup: int
+    seconds: float | None = None
+    window_s: float = WINDOW_S
+    origin: float | None = None
+
+
+def keep_samples(times: np.ndarray, at_most: int | None = None) -> list[float]:
+    """The samples in ms: all of them, or at most ``at_most`` spread evenly over the run."""
+    if at_most and len(times) > at_most:
+        times = times[np.linspace(0, len(times) - 1, at_most).round().astype(int)]
+    return [round(float(t) * 1000.0, 4) for t in times]
+
+
+def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) -> dict:
+    """Latency of one inference (batch 1) overall and per window, delegate coverage and peak memory of a fresh process.
+
+    ``delegate`` holds ``make_interpreter``'s ``delegate``, ``library`` and ``device``. With ``timing.seconds``
+    the peak memory is read after the first timed inference, before millions of samples add to it.
     """
-    start_rss = peak_rss_mb()
+    start_rss, first_rss = peak_rss_mb(), []
+    windows = Windows(timing.window_s, latency_summary, time.time() - (timing.origin or time.time()))
+    options = {"seconds": timing.seconds, "windows": windows, "after_first": lambda: first_rss.append(peak_rss_mb())}
     if kind == "onnx":
         from edge_age import baselines
-        times = baselines.measure(model, threads, runs, warmup)
+        times = baselines.measure(model, threads, timing.runs, timing.warmup, **options)
         size, cover, runtime = model.input_size, None, runtime_of("onnxruntime")
     else:
         from firmware_host.interpreter import coverage, input_size, make_interpreter
         from firmware_host.latency import measure
         interpreter = make_interpreter(Path(model), threads=threads, **delegate)
         cover = coverage(interpreter).to_dict()
-        times = measure(interpreter, runs, warmup)
+        times = measure(interpreter, timing.runs, timing.warmup, **options)
         size, runtime = input_size(interpreter), runtime_of(type(interpreter).__module__)
-    return {"input_size": size, "latency_ms": latency_stats(times),
-            "samples_ms": [round(float(t) * 1000.0, 4) for t in times],
-            "start_rss_mb": start_rss, "peak_rss_mb": peak_rss_mb(), "coverage": cover, "runtime": runtime}
+    peak = first_rss[0] if timing.seconds and first_rss else peak_rss_mb()
+    return {"input_size": size, "runs": len(times), "latency_ms": latency_stats(times),
+            "samples_ms": keep_samples(times, timing.seconds and MAX_SAMPLES),
+            "windows": windows.closed, "start_rss_mb": start_rss, "peak_rss_mb": peak, "coverage": cover,
+            "runtime": runtime}
 
 
 def predict_job(kind: str, model, delegate: dict, threads: int, faces: np.ndarray):

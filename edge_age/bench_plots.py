@@ -1,4 +1,4 @@
-"""Plots of benchmark reports: accuracy against latency with the Pareto front, latency spread, error by age."""
+"""Plots of benchmark reports: accuracy against latency with the Pareto front, latency spread, error by age, latency over time."""
 from __future__ import annotations
 
 from itertools import cycle
@@ -66,4 +66,29 @@ def error_by_age(curves: dict[str, dict], path: Path) -> Path:
     ax.set(xlabel="true age (5-year bins)", ylabel="MAE (years)", title="Error by age")
     ax.grid(True, alpha=0.25)
     ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def over_time(series: dict[str, list[dict]], temperature: list[tuple[float, float]], path: Path) -> Path:
+    """p50 latency per window against time, one line per measurement; the device's temperature on a
+    second axis when there are readings (``temperature``: ``(t_s, °C)`` pairs)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    span = max([w["t_s"] for ws in series.values() for w in ws] + [t for t, _ in temperature] + [0.0])
+    scale, unit = (60.0, "min") if span > 300 else (1.0, "s")
+    for color, (name, windows) in zip(cycle(COLORS), series.items()):
+        ax.plot([w["t_s"] / scale for w in windows], [w["p50"] for w in windows], marker="o", ms=3, color=color,
+                label=name)
+    ax.set(xlabel=f"time since the bench started ({unit}; a point per window, at its start)",
+           ylabel="p50 latency per window (ms)", title="Latency over time")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.25)
+    handles, labels = ax.get_legend_handles_labels()
+    if temperature:
+        twin = ax.twinx()
+        handles += twin.plot([t / scale for t, _ in temperature], [c for _, c in temperature], color="#bb5566", lw=1.2,
+                             ls="--")
+        labels.append("temperature (right axis)")
+        twin.set_ylabel("temperature (°C)")
+    ax.legend(handles, labels, fontsize=7)
     return save_figure(fig, path)

@@ -8,13 +8,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_age import bench_plots
+from edge_age import bench_plots, bench_sustained
 from edge_age.report_page import data_uri, html_page, html_table, md_table, pyplot
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.windows import DRIFT
 
 SCHEMA = "edge-age-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)  # version 1 lacks the windows and the thermal series, which the pages then leave out
 SCHEMA_FILE = Path(__file__).with_name("bench.schema.json")  # JSON Schema of bench.json, for other tools
 REQUIRED_KEYS = ("status", "device", "settings", "models", "latency", "skipped")
 NO_PLOTS = "No plots: matplotlib is not installed here (pip install 'edge-age[report]')."
@@ -40,9 +42,9 @@ def load_bench(path: str | Path) -> dict:
         raise EdgeAgeError(f"{path} is not a bench file: it is not JSON ({hint})") from None
     if not isinstance(bench, dict) or bench.get("schema") != SCHEMA:
         raise EdgeAgeError(f"{path} is not a bench file: it has no \"schema\": \"{SCHEMA}\" ({hint})")
-    if bench.get("schema_version") != SCHEMA_VERSION:
+    if bench.get("schema_version") not in READS:
         raise EdgeAgeError(f"{path} is a bench file of schema version {bench.get('schema_version')!r}; this edge-age "
-                           f"reads version {SCHEMA_VERSION}: bench again, or use the edge-age that wrote it")
+                           f"reads versions {', '.join(map(str, READS))}: bench again, or use the edge-age that wrote it")
     missing = [k for k in REQUIRED_KEYS if k not in bench]
     if missing:
         raise EdgeAgeError(f"{path} is a damaged bench file: it has no {', '.join(missing)}")
@@ -263,12 +265,22 @@ def bench_sections(bench: dict, out: Path) -> list[Section]:
     accuracy = {f"{names[m['name']]}{' ' + d if several else ''}": acc
                 for m in bench["models"] for d, acc in m["accuracy"].items()}
     sections += breakdown_sections(accuracy)
+    rows = [(label(m, names, several), m.row) for m in found]
+    if bench_sustained.has_windows(bench):
+        sections.append(Section("Latency over time",
+                                f"Windows of {settings['window_s']:g} s" + (f", {settings['duration_s']:g} s per "
+                                "configuration" if settings.get("duration_s") else "") + ". "
+                                + " ".join(bench_sustained.verdict_lines(rows, bench.get("thermal", []))),
+                                ["measurement", "windows", "runs", "first p50 ms", "last p50 ms", "change",
+                                 f"drift > {DRIFT:.0%}"], bench_sustained.sustained_rows(rows)))
     if bench["skipped"]:
         sections.append(Section("Not measured", "", ["model", "delegate", "reason"],
                                 [[s["model"], s["delegate"], s["reason"]] for s in bench["skipped"]]))
     if not can_plot():
         return sections + [Section("Plots", NO_PLOTS)]
     plots = []
+    if bench_sustained.has_windows(bench):
+        plots.append(bench_sustained.over_time_plot(rows, bench.get("thermal", []), out / "over_time.png"))
     points = [{"label": label(m, names, several), "latency": m.p50, "mae": m.mae, "front": m.front}
               for m in found if m.mae is not None]
     if points:

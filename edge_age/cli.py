@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
@@ -258,6 +259,8 @@ def evaluate(
     detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs --labels)."),
     detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
     detector_model: Optional[Path] = typer.Option(None, help="With --detect: the detector's model file."),
+    detect_size: int = typer.Option(DETECT_SIZE, help="With --detect: longer side, in pixels, of the photo the "
+                                    "detector sees (0 = the full photo); faces are cropped at full resolution."),
     chip_resolution: Optional[int] = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
                                                   "first, as the training chips [default: from the .tflite sidecar]."),
 ) -> None:
@@ -278,7 +281,7 @@ def evaluate(
         from firmware_host.detectors import make_detector
         if not labels or not data:
             raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
-        finder = make_detector(detector, detector_model)
+        finder = make_detector(detector, detector_model, detect_size=detect_size)
     result, (pred_age, pred_gender, faces) = evaluate_file(model, data, split, subset, labels, detector=finder,
                                                             resolution=chip_resolution)
     if json_out:
@@ -339,6 +342,8 @@ DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_G
 DeviceOpt = typer.Option(None, help="Edge TPU to use: usb, usb:N or pci:N [default: the first found].")
 DetectorOpt = typer.Option("auto", help="auto (best found), yunet, blazeface or haar.")
 DetectorModelOpt = typer.Option(None, help="Detector model [yunet: $EDGE_AGE_YUNET; blazeface: $EDGE_AGE_BLAZEFACE].")
+DetectSizeOpt = typer.Option(DETECT_SIZE, help="Longer side, in pixels, of the frame the detector sees (0 = the full "
+                             "frame); boxes and landmarks are mapped back, faces are cropped at full resolution.")
 
 
 @app.command()
@@ -360,21 +365,34 @@ def run(
     serve: Optional[str] = typer.Option(None, help="Serve an MJPEG stream and page on HOST:PORT (or PORT, loopback)."),
     show: bool = typer.Option(False, "--show", help="Show a window (needs a display and an OpenCV build with GUI)."),
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    window: float = typer.Option(WINDOW_S, help="Seconds per window of fps and stage p50 in run_report.json."),
     min_face: int = typer.Option(24, min=0, help="Ignore faces narrower than this many pixels."),
     smoothing: float = typer.Option(0.3, min=0.01, max=1.0, help="Weight of the newest frame in a track's age and gender."),
+    detect_size: int = DetectSizeOpt,
+    detect_every: int = typer.Option(DETECT_EVERY, help="Detect on one frame in N; on the others, faces are carried "
+                                     "forward by optical flow (and still inferred). 1 = detect every frame."),
+    overlap: bool = typer.Option(False, "--overlap/--no-overlap", help="Draw and encode the annotated frames on a "
+                                 "second thread."),
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
+    from edge_age.members import resolve_tflite
     from firmware_host.runner import RunOptions
     from firmware_host.runner import run as run_pipeline
 
-    from edge_age.members import resolve_tflite
-
-    report = run_pipeline(RunOptions(resolve_tflite(model), source, out, delegate, threads, delegate_library, device, detector,
-                                     detector_model, width, height, fps, video, jsonl, serve, show, max_frames,
-                                     min_face, smoothing))
+    report = run_pipeline(RunOptions(resolve_tflite(model), source, out, delegate, threads, delegate_library, device,
+                                     detector, detector_model, width, height, fps, video, jsonl, serve, show, max_frames,
+                                     min_face, smoothing, detect_size=detect_size, detect_every=detect_every,
+                                     duration=duration, window_s=window, overlap=overlap))
     stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in report["stages"].items() if v.get("count"))
     typer.echo(f"{report['frames']} frames, {report['faces']} faces, {report['tracks']} tracks, {report['fps']:.1f} fps "
-               f"({report['detector']}, {report['target']}/{report['delegate']}); p50 ms: {stages}")
+               f"({report['detector']} at {report['detect_size'] or 'full frame'}, every {report['detect_every']}: "
+               f"{report['frames_detected']} frames detected, {report['frames_carried']} carried; "
+               f"{report['target']}/{report['delegate']}); p50 ms: {stages}")
+    if report["fps_drift"]:
+        d = report["fps_drift"]
+        typer.echo(f"fps {d['first']:.1f} in the first {report['window_s']:g} s window, {d['last']:.1f} in the last "
+                   f"({d['change']:+.1%}{', drifted' if d['drifted'] else ''})")
     typer.echo(f"wrote {out}/run_report.json")
 
 
@@ -390,6 +408,7 @@ def predict(
     device: Optional[str] = DeviceOpt,
     detector: str = DetectorOpt,
     detector_model: Optional[Path] = DetectorModelOpt,
+    detect_size: int = DetectSizeOpt,
     min_face: int = typer.Option(0, min=0, help="Ignore faces narrower than this many pixels."),
 ) -> None:
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
@@ -401,7 +420,7 @@ def predict(
 
     truth = _read_truth(labels) if labels else None
     age_model = AgeGenderModel(resolve_tflite(model), delegate, threads, delegate_library, device)
-    finder = make_detector(detector, detector_model, threads)
+    finder = make_detector(detector, detector_model, threads, detect_size=detect_size)
     rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face,
                                              progress=lambda items, total: track(items, "predicting", total))
     write_rows(rows, out)
@@ -449,24 +468,11 @@ def run_table(
     reports: list[Path] = typer.Argument(..., help="run_report.json files from 'edge-age run'."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
 ) -> None:
-    """Compare runs: frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
-    from edge_age.report_page import md_table
+    """Compare runs: settings, frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
+    from edge_age.run_table import run_table as table_of
     from firmware_host import atomic
-    from firmware_host.stages import STAGES
 
-    rows = []
-    for path in reports:
-        try:
-            r = json.loads(path.read_text(encoding="utf-8"))
-            stages = r["stages"]
-            row = [path.parent.name, r["source"].split("/")[-1], r["target"], f"{r['delegate']}/{r['threads']}",
-                   r["detector"], r["frames"], round(r["faces"] / max(r["frames"], 1), 2), f"{r['fps']:.1f}"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise EdgeAgeError(f"{path} is not a run report of 'edge-age run': {exc}") from None
-        rows.append(row + [f"{stages[s]['p50_ms']:.2f}" if stages.get(s, {}).get("count") else "" for s in STAGES]
-                    + [r["dropped_frames"]])
-    table = md_table(["run", "source", "model", "delegate/threads", "detector", "frames", "faces/frame", "fps",
-                      *(f"{s} p50 ms" for s in STAGES), "dropped"], rows)
+    table = table_of(reports)
     typer.echo(table)
     if out:
         atomic.write_text(out, table)
@@ -526,15 +532,22 @@ def bench(
     threads: str = typer.Option("1", help="Thread counts, comma-separated, e.g. 1,2,4."),
     runs: int = typer.Option(100, min=1, help="Timed inferences per configuration."),
     warmup: int = typer.Option(10, min=0, help="Untimed inferences before them."),
-    rounds: int = typer.Option(3, min=1, help="Measure every configuration this many times, interleaved, samples pooled."),
+    rounds: Optional[int] = typer.Option(None, min=1, help="Measure every configuration this many times, interleaved, "
+                                         "samples pooled [default: 3; with --duration: 1]."),
+    duration: Optional[float] = typer.Option(None, help="Keep each configuration running this many seconds (instead "
+                                             "of --runs): latency per window, temperature and CPU clock over time."),
+    window: float = typer.Option(WINDOW_S, help="Seconds per latency window (and between temperature samples)."),
     name: Optional[str] = typer.Option(None, help="This device's name in reports (default: board model, else host name)."),
     delegate_library: Optional[str] = DelegateLibraryOpt,
     device: Optional[str] = DeviceOpt,
 ) -> None:
     """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
     from edge_age.bench import Faces, run_bench
+    from edge_age.bench_jobs import Timing
     from edge_age.bench_report import bench_table
+    from edge_age.bench_sustained import has_windows, verdict_lines
     from edge_age.members import resolve_tflite
+    from firmware_host.windows import check_seconds
 
     models = [resolve_tflite(m) for m in models]
 
@@ -544,14 +557,18 @@ def bench(
         raise EdgeAgeError("--limit counts the faces scored for accuracy: give --data (with --split or --labels)")
     delegates = list(dict.fromkeys(d.strip() for item in delegate for d in item.split(",") if d.strip()))
     faces = Faces(data, split, subset, labels, limit) if data or split or labels else None
+    timing = Timing(runs, warmup, check_seconds(duration, "--duration"), check_seconds(window, "--window"))
     try:
-        result = run_bench(models, out, delegates, _thread_counts(threads), runs, warmup, faces, name, delegate_library,
-                           device, rounds)
+        result = run_bench(models, out, delegates, _thread_counts(threads), timing=timing, faces=faces, name=name,
+                           library=delegate_library, device=device, rounds=rounds or (1 if duration else 3))
     except KeyboardInterrupt:
         typer.echo(f"edge-age: bench interrupted; what it measured is in {out}/bench.json, bench.md, bench.html",
                    err=True)
         raise
     typer.echo(bench_table(result))
+    if has_windows(result):
+        typer.echo("\n".join(verdict_lines([(f"{r['model']} {r['delegate']} ×{r['threads']}", r) for r in result["latency"]],
+                                            result["thermal"])))
     for s in result["skipped"]:
         typer.echo(f"not measured: {s['model']} on {s['delegate']}: {s['reason']}", err=True)
     typer.echo(f"wrote {out}/bench.html, bench.md and bench.json in {result['seconds']:.0f} s")

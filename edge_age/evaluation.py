@@ -174,7 +174,8 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         pred_age, pred_gender = predict_keras(keras_model, faces.images)
     result = {"model": str(model), **score(pred_age, pred_gender, faces)}
     if detector is not None:
-        result["detection"] = {"detector": detector.name, "chip_resolution": resolution, "photos": len(faces.files) + len(missed),
+        result["detection"] = {"detector": detector.name, "detect_size": getattr(detector, "detect_size", 0),
+                               "chip_resolution": resolution, "photos": len(faces.files) + len(missed),
                                "faces_found": len(faces.files), "missed": missed}
     return result, (pred_age, pred_gender, faces)
 

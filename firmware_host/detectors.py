@@ -109,10 +109,16 @@ def find_model(name: str, given: str | os.PathLike | None = None) -> Path | None
     return next((p for p in candidates if p.is_file()), None)
 
 
-def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1):
-    """A detector by name; ``auto`` is YuNet, else BlazeFace, else Haar, whichever model is found first."""
+def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1, *, detect_size: int = 0):
+    """A detector by name; ``auto`` is YuNet, else BlazeFace, else Haar, whichever model is found first.
+
+    With ``detect_size`` it sees the frame reduced to that many pixels on its longer side (0: the full frame).
+    """
     if name not in DETECTORS:
         raise EdgeAgeError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    if detect_size:
+        from firmware_host.reduced import ReducedDetector
+        return ReducedDetector(make_detector(name, model, threads), detect_size)
     if name == "haar":
         return HaarDetector()
     for candidate in ("yunet", "blazeface") if name == "auto" else (name,):

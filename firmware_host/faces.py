@@ -21,18 +21,35 @@ def detect_and_crop(image: np.ndarray, detector, size: int, timer: StageTimer | 
                     min_size: int = 0, resolution: int | None = None) -> tuple[list[Face], np.ndarray]:
     """Faces at least ``min_size`` pixels wide, and their chips (N, size, size, 3) uint8 RGB."""
     timer = timer or StageTimer()
+    faces = detect(image, detector, timer, min_size)
+    return faces, crop_faces(image, faces, size, detector.name, timer, resolution)
+
+
+def detect(image: np.ndarray, detector, timer: StageTimer, min_size: int = 0) -> list[Face]:
+    """Faces at least ``min_size`` pixels wide, timed as stage ``detect``."""
     with timer.stage("detect"):
-        faces = [f for f in detector.detect(image) if f.box[2] >= min_size]
+        return [f for f in detector.detect(image) if f.box[2] >= min_size]
+
+
+def crop_faces(image: np.ndarray, faces: list[Face], size: int, detector: str, timer: StageTimer,
+               resolution: int | None = None) -> np.ndarray:
+    """The aligned chips (N, size, size, 3) uint8 RGB of ``faces`` found by ``detector`` (its name)."""
     with timer.stage("preprocess"):
-        chips = np.stack([crop(image, f, size, detector.name, resolution) for f in faces]) if faces else np.zeros((0, size, size, 3), np.uint8)
-    return faces, chips
+        return (np.stack([crop(image, f, size, detector, resolution) for f in faces]) if faces
+                else np.zeros((0, size, size, 3), np.uint8))
 
 
 def analyse(image: np.ndarray, detector, model: AgeGenderModel, timer: StageTimer | None = None,
             min_size: int = 0) -> list[FaceResult]:
     """Every face in ``image`` with its age and gender."""
     timer = timer or StageTimer()
-    faces, chips = detect_and_crop(image, detector, model.size, timer, min_size, model.resolution)
+    return predict_faces(image, detect(image, detector, timer, min_size), detector.name, model, timer)
+
+
+def predict_faces(image: np.ndarray, faces: list[Face], detector: str, model: AgeGenderModel,
+                  timer: StageTimer) -> list[FaceResult]:
+    """Age and gender of ``faces`` (found by ``detector``, its name) in ``image``: all chips in one invoke."""
+    chips = crop_faces(image, faces, model.size, detector, timer, model.resolution)
     if not faces:
         return []
     with timer.stage("infer"):

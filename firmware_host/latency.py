@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+from array import array
 
 import numpy as np
 
 
-def measure(interpreter, runs: int = 50, warmup: int = 5) -> np.ndarray:
-    """Seconds per invoke for ``runs`` invokes after ``warmup`` untimed ones, on a random input."""
+def measure(interpreter, runs: int = 50, warmup: int = 5, **timing) -> np.ndarray:
+    """Seconds per invoke for ``runs`` invokes (or, with ``seconds``, as many as fit in that time) after
+    ``warmup`` untimed ones, on a random input (see :func:`time_calls`)."""
     detail = interpreter.get_input_details()[0]
     if detail["shape"][0] != 1:
         interpreter.resize_tensor_input(detail["index"], [1, *detail["shape"][1:]])
@@ -23,9 +25,26 @@ def measure(interpreter, runs: int = 50, warmup: int = 5) -> np.ndarray:
     interpreter.set_tensor(detail["index"], data)
     for _ in range(warmup):
         interpreter.invoke()
-    times = np.empty(runs)
-    for i in range(runs):
+    return time_calls(interpreter.invoke, runs, **timing)
+
+
+def time_calls(call, runs: int, *, seconds: float | None = None, windows=None, after_first=None) -> np.ndarray:
+    """Seconds per ``call()`` for ``runs`` calls, or with ``seconds`` as many as fit in that time.
+
+    Each time also goes to ``windows`` (a ``Windows``), which is then finished; ``after_first()`` is
+    called once, after the first timed call (before the samples take any memory).
+    """
+    times = array("d")  # compact: a 10-minute run can take millions of samples
+    end = time.perf_counter() + seconds if seconds else None
+    while (time.perf_counter() < end) if end else (len(times) < runs):
         start = time.perf_counter()
-        interpreter.invoke()
-        times[i] = time.perf_counter() - start
-    return times
+        call()
+        stop = time.perf_counter()
+        times.append(stop - start)
+        if after_first is not None and len(times) == 1:
+            after_first()
+        if windows is not None:
+            windows.add(stop - start, stop)
+    if windows is not None:
+        windows.finish()
+    return np.frombuffer(times, dtype=np.float64) if times else np.zeros(0)

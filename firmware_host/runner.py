@@ -13,17 +13,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from firmware_host import atomic, system_info
 from firmware_host.capture import LatestFrames, open_source
+from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
 from firmware_host.detectors import make_detector
 from firmware_host.errors import EdgeAgeError
-from firmware_host.faces import analyse
-from firmware_host.overlay import draw_face, draw_status, label
+from firmware_host.faces import predict_faces
+from firmware_host.finder import FaceFinder, check_every
+from firmware_host.outputs import FrameOutputs
 from firmware_host.predictor import AgeGenderModel
+from firmware_host.reduced import check_size
 from firmware_host.stages import StageTimer, summarize
 from firmware_host.tracking import IouTracker
+from firmware_host.windows import Windows, check_seconds, drift, frame_summary
 
 REPORT_FORMAT = 1
 
@@ -50,6 +52,11 @@ class RunOptions:
     min_face: int = 24
     smoothing: float = 0.3
     queue: int = 2
+    detect_size: int = DETECT_SIZE
+    detect_every: int = DETECT_EVERY
+    duration: float | None = None
+    window_s: float = WINDOW_S
+    overlap: bool = False
 
 
 def _record(frame, tracks, results, times: dict) -> dict:
@@ -71,13 +78,19 @@ class Run:
 
     def __init__(self, options: RunOptions):
         self.o = options
+        check_size(options.detect_size)
+        check_every(options.detect_every)
+        check_seconds(options.duration, "--duration")
+        check_seconds(options.window_s, "--window")
         if options.show:
             from firmware_host.sinks import display_available
             if not display_available():
                 raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
         self.out = atomic.writable_dir(options.out)
         self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library, options.device)
-        self.detector = make_detector(options.detector, options.detector_model, threads=options.threads)
+        self.detector = make_detector(options.detector, options.detector_model, threads=options.threads,
+                                      detect_size=options.detect_size)
+        self.finder = FaceFinder(self.detector, options.detect_every, options.min_face)
         self.source = open_source(options.source, options.width, options.height, options.fps)
         self.sinks, self.images = [], []
         try:
@@ -89,6 +102,8 @@ class Run:
         self.frames = self.faces = 0
         self.reader: LatestFrames | None = None
         self.frame_seconds: list[float] = []
+        self.outputs = FrameOutputs(self.images, options.overlap)
+        self.windows = Windows(options.window_s, frame_summary)
 
     def _open_sinks(self, options: RunOptions) -> None:
         if options.jsonl:
@@ -108,37 +123,35 @@ class Run:
 
     def loop(self) -> None:
         self.reader = reader = LatestFrames(self.source, self.o.queue)
-        last = time.perf_counter()
+        last = start = time.perf_counter()
         fps = 0.0
         try:
             for frame in reader:
                 self.timer.add("capture", frame.grab_s)
-                results = analyse(frame.image, self.detector, self.model, self.timer, self.o.min_face)
+                faces = self.finder.find(frame.image, self.timer)
+                results = predict_faces(frame.image, faces, self.detector.name, self.model, self.timer)
                 with self.timer.stage("postprocess"):
                     tracks = self.tracker.update([r.face.box for r in results], [r.prediction for r in results])
                 if self.images:
                     with self.timer.stage("draw"):
-                        image = frame.image if frame.image.ndim == 3 else np.dstack([frame.image] * 3)
-                        image = image.copy()
-                        for t in tracks:
-                            draw_face(image, t.box, label(t.age, t.age_std, t.female, t.id), t.female)
-                        draw_status(image, f"{fps:.1f} fps  {len(tracks)} faces  {self.model.info.target}/{self.o.delegate}"
-                                           f"  {self.detector.name}")
+                        status = (f"{fps:.1f} fps  {len(tracks)} faces  {self.model.info.target}/{self.o.delegate}"
+                                  f"  {self.detector.name}")
+                        self.outputs.draw(frame.image, tracks, status)
                 times = self.timer.end_frame()
                 record = _record(frame, tracks, results, times)
                 for sink in self.sinks:
                     sink.write(record)
-                for sink in self.images:
-                    sink.write(image, record)
-                    if getattr(sink, "quit", False):
-                        return
+                if self.images and self.outputs.send(record):
+                    return
                 now = time.perf_counter()
+                self.windows.add(times, now)
                 self.frame_seconds.append(now - last)
                 fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1 / max(now - last, 1e-6)
                 last = now
                 self.frames += 1
                 self.faces += len(results)
-                if self.o.max_frames and self.frames >= self.o.max_frames:
+                if (self.o.max_frames and self.frames >= self.o.max_frames) or (
+                        self.o.duration and now - start >= self.o.duration):
                     return
         finally:
             reader.close()
@@ -156,12 +169,24 @@ class Run:
             "skipped_files": self.source.skipped, "source_reopened": getattr(self.source, "reopened", 0),
             "wall_s": round(wall, 3), "fps": round(self.frames / wall, 3) if wall > 0 else 0.0,
             "frame_interval": summarize(per_frame), "stages": self.timer.summary(),
+            **self.pipeline_report(),
             "system": system_info.describe(), "thermal_before": thermal_before,
             "thermal_after": system_info.thermal_state(),
             "outputs": {k: str(v) for k, v in (("video", self.o.video), ("jsonl", self.o.jsonl)) if v},
         }
 
+    def pipeline_report(self) -> dict:
+        """The detection settings, frames detected against carried forward, and fps and stage p50 per window."""
+        windows = self.windows.finish()
+        return {"detect_size": self.o.detect_size, "detect_every": self.o.detect_every, "overlap": self.o.overlap,
+                "frames_detected": self.finder.detected, "frames_carried": self.finder.carried,
+                "frames_with_faces": self.finder.with_faces,
+                "duration_s": self.o.duration, "window_s": self.o.window_s, "windows": windows,
+                "fps_drift": drift(windows[0]["fps"], windows[-1]["fps"]) if len(windows) >= 2 else None}
+
     def close(self, ok: bool) -> None:
+        if hasattr(self, "outputs"):
+            self.outputs.close()
         for sink in (*self.sinks, *self.images):
             sink.close(ok)
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-STAGES = ("capture", "detect", "preprocess", "infer", "postprocess", "draw")
+STAGES = ("capture", "detect", "carry", "preprocess", "infer", "postprocess", "draw")
 
 
 def summarize(seconds: list[float]) -> dict:

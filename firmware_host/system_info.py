@@ -4,10 +4,13 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import threading
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+THERMAL_ZONES = Path("/sys/class/thermal")
+CPUFREQ = Path("/sys/devices/system/cpu")
 PI_MODEL = Path("/proc/device-tree/model")
 # Bits of `vcgencmd get_throttled` (Raspberry Pi firmware documentation).
 THROTTLE_FLAGS = {0: "under-voltage", 1: "arm-frequency-capped", 2: "throttled", 3: "soft-temperature-limit",
@@ -34,20 +37,48 @@ def board() -> str | None:
         return None
 
 
-def temperature_c() -> float | None:
-    """SoC temperature in °C from the first thermal zone, when there is one."""
+def _vcgencmd(*args: str) -> str | None:
+    """The output of Raspberry Pi's ``vcgencmd``; None where it does not exist or fails."""
     try:
-        return int(THERMAL_ZONE.read_text().strip()) / 1000.0
-    except (OSError, ValueError):
+        return subprocess.run(["vcgencmd", *args], check=False, capture_output=True, text=True, timeout=2).stdout
+    except (OSError, subprocess.SubprocessError):
         return None
+
+
+def temperature_c() -> float | None:
+    """The hottest plausible thermal zone in °C (on a Pi, the SoC), else ``vcgencmd measure_temp``, else None."""
+    readings = []
+    for zone in THERMAL_ZONES.glob("thermal_zone*/temp"):
+        try:
+            readings.append(int(zone.read_text().strip()) / 1000.0)
+        except (OSError, ValueError):
+            continue
+    readings = [t for t in readings if -40.0 < t < 150.0]  # absent sensors read 0, -273 or garbage
+    if readings:
+        return max(readings)
+    out = _vcgencmd("measure_temp") or ""  # "temp=48.3'C"
+    try:
+        return float(out.split("=")[1].split("'")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def cpu_mhz() -> float | None:
+    """The mean current clock of the CPU cores in MHz (cpufreq's ``scaling_cur_freq``), else None."""
+    clocks = []
+    for path in CPUFREQ.glob("cpu[0-9]*/cpufreq/scaling_cur_freq"):
+        try:
+            clocks.append(int(path.read_text().strip()) / 1000.0)
+        except (OSError, ValueError):
+            continue
+    return round(sum(clocks) / len(clocks), 1) if clocks else None
 
 
 def throttling() -> dict | None:
     """Raspberry Pi throttling flags from ``vcgencmd get_throttled``; None where vcgencmd does not exist."""
     try:
-        out = subprocess.run(["vcgencmd", "get_throttled"], check=False, capture_output=True, text=True, timeout=2).stdout
-        value = int(out.strip().split("=")[1], 16)
-    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        value = int((_vcgencmd("get_throttled") or "").strip().split("=")[1], 16)
+    except (IndexError, ValueError):
         return None
     return {"raw": hex(value), "flags": [name for bit, name in THROTTLE_FLAGS.items() if value >> bit & 1]}
 
@@ -55,6 +86,36 @@ def throttling() -> dict | None:
 def thermal_state() -> dict:
     """Temperature and throttling now (both None where the machine does not report them)."""
     return {"temperature_c": temperature_c(), "throttling": throttling()}
+
+
+class ThermalLog:
+    """Temperature, CPU clock and throttling flags every ``interval_s`` seconds, on a thread, until stopped.
+
+    Each sample's ``t_s`` counts from construction; readings the machine does not expose are None.
+    """
+
+    def __init__(self, interval_s: float):
+        self.interval_s, self.start = interval_s, time.monotonic()
+        self.samples: list[dict] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="thermal", daemon=True)
+        self.thread.start()
+
+    def sample(self) -> None:
+        self.samples.append({"t_s": round(time.monotonic() - self.start, 3), "temperature_c": temperature_c(),
+                             "cpu_mhz": cpu_mhz(), "throttling": throttling()})
+
+    def _run(self) -> None:
+        self.sample()
+        while not self.stopping.wait(self.interval_s):
+            self.sample()
+
+    def stop(self) -> list[dict]:
+        """Stop sampling, take a last sample, and return them all."""
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.sample()
+        return self.samples
 
 
 def versions() -> dict[str, str]:

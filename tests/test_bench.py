@@ -96,6 +96,7 @@ def test_bench_json_follows_the_schema(bench_run, split):
         assert (row["delegate"], row["threads"], row["runs"], len(row["samples_ms"])) == ("cpu", 1, 10, 10)  # 2 rounds of 5
         lat = row["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert len(row["windows"]) >= 2 and sum(w["n"] for w in row["windows"]) == 10  # a window or more per round
         assert row["peak_rss_mb"] > row["start_rss_mb"] > 0
     for name in names[:2]:
         cov = rows[name]["coverage"]
@@ -188,7 +189,7 @@ def test_report_merges_two_devices(bench_run, tmp_path):
 @pytest.mark.parametrize("case, fragment", [
     ("text", "is not a bench file: it is not JSON"),
     ("other-json", "is not a bench file: it has no \"schema\""),
-    ("version", "is a bench file of schema version 2; this edge-age reads version 1"),
+    ("version", "is a bench file of schema version 3; this edge-age reads versions 1, 2"),
     ("damaged", "is a damaged bench file: it has no latency"),
 ])
 def test_report_refuses_other_files(bench_run, converted, tmp_path, case, fragment):
@@ -199,7 +200,7 @@ def test_report_refuses_other_files(bench_run, converted, tmp_path, case, fragme
     elif case == "other-json":
         shutil.copy(converted / "convert_report.json", path)
     else:
-        path.write_text(json.dumps({**bench, "schema_version": 2} if case == "version"
+        path.write_text(json.dumps({**bench, "schema_version": 3} if case == "version"
                                    else {k: v for k, v in bench.items() if k != "latency"}))
     proc = run_cli("report", bench_run[0] / "bench.json", path, "--out", tmp_path / "report")
     assert_user_error(proc, str(path), fragment)

@@ -13,6 +13,7 @@ import cv2
 import pytest
 
 from edge_age.data.scenes import make_photos, make_video
+from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE
 from firmware_host.tracking import iou
 from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
 from tests.scenes import YUNET, chips, without_tensorflow
@@ -42,8 +43,11 @@ def test_run_on_a_video(model, video, no_tf, tmp_path):
     report = json.loads((out / "run_report.json").read_text())
     assert report["status"] == "finished" and report["frames"] == 60 and report["detector"] == "yunet"
     assert report["delegate"] == "cpu" and report["delegate_coverage"]["fraction"] > 0.9
-    for stage in ("capture", "detect", "preprocess", "postprocess", "draw"):
+    for stage in ("capture", "preprocess", "postprocess", "draw"):
         assert report["stages"][stage]["count"] == 60 and report["stages"][stage]["p50_ms"] >= 0
+    detected = -(-60 // DETECT_EVERY)  # the default --detect-every; faces are carried forward between
+    assert report["stages"]["detect"]["count"] == report["frames_detected"] == detected
+    assert report["frames_carried"] == 60 - detected and report["detect_size"] == DETECT_SIZE
     assert 50 <= report["stages"]["infer"]["count"] <= 60  # one batched invoke per frame with a face
     assert report["system"]["cpu"] and report["fps"] > 0
 
