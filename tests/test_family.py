@@ -50,7 +50,7 @@ def test_a_member_name_works_in_evaluate_and_bench(family, few_faces, tmp_path):
     proc = run_cli("bench", name, "--runs", "5", "--warmup", "1", "--rounds", "1", "--out", tmp_path / "bench")
     assert proc.returncode == 0, proc.stderr[-2000:]
     bench = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert [m["path"] for m in bench["models"]] == [family[-1]["files"]["int8-qat"]]
+    assert [m["file"] for m in bench["models"]] == [family[-1]["files"]["int8-qat"]]
 
 
 def test_a_member_name_works_in_run_and_predict(family, tmp_path):
@@ -98,4 +98,3 @@ def test_a_member_without_keras_models_says_how_to_rebuild_them(family, tmp_path
     keras_less = [m["name"] for m in family if m["name"] != "m"]
     proc = run_cli("convert", keras_less[0], "--out", tmp_path / "c")
     assert_user_error(proc, "make family")
-        assert without["outputs"] == with_data["outputs"]
