@@ -16,17 +16,16 @@ at ``column``, which holds the ``positive`` class. ``output`` defaults to the mo
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import check_schema, read_json
 from firmware_host.postprocess import softmax
 
-AGE_DECODES = ("value", "softmax_expectation", "expectation")
-GENDER_DECODES = ("probability", "logit", "softmax")
+SCHEMA_FILE = Path(__file__).with_name("baseline.schema.json")
 ACCURACY_BATCH = 64
 
 
@@ -52,50 +51,46 @@ class Baseline:
                 "mean": list(self.mean), "std": list(self.std), "age": self.age, "gender": self.gender}
 
 
-def _choice(spec: Path, key: str, value, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise EdgeAgeError(f"baseline spec {spec}: {key} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
-
-
 def read_baseline(path: str | Path) -> Baseline:
-    """The baseline described by ``path``: an ``.onnx`` (with its ``.json`` beside it) or the ``.json`` itself."""
+    """The baseline described by ``path``: an ``.onnx`` (with its ``.json`` beside it) or the ``.json`` itself,
+    checked against ``baseline.schema.json`` (one line naming the field otherwise)."""
     path = Path(path)
     spec = path.with_suffix(".json")
-    try:
-        raw = json.loads(spec.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not spec.is_file():
         raise EdgeAgeError(f"the ONNX baseline {path} needs its preprocessing in {spec} "
-                           "(input_size, color_order, layout, mean/std or scale/offset, age output)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeAgeError(f"baseline spec {spec} is not readable JSON: {exc}") from None
-    if not isinstance(raw, dict) or "input_size" not in raw:
-        raise EdgeAgeError(f"{spec} is not a baseline spec: it needs at least input_size (and model, "
-                           "when not beside an .onnx of the same name)")
-    known = {"model", "input_size", "color_order", "layout", "scale", "offset", "mean", "std", "age", "gender"}
-    if set(raw) - known:
-        raise EdgeAgeError(f"baseline spec {spec}: unknown keys {sorted(set(raw) - known)}; known: {sorted(known)}")
+                           "(input_size, color_order, layout, mean/std or scale/offset, age output)")
+    raw = read_json(spec, "baseline spec")
+    check_schema(raw, SCHEMA_FILE, spec)
     model = path if path.suffix == ".onnx" else spec.parent / str(raw.get("model", ""))
     if model.suffix != ".onnx" or not model.is_file():
-        raise EdgeAgeError(f"baseline spec {spec}: ONNX model {model} does not exist")
-    try:
-        baseline = Baseline(
-            model=model, spec_file=spec, input_size=int(raw["input_size"]),
-            color_order=_choice(spec, "color_order", raw.get("color_order", "RGB"), ("RGB", "BGR")),
-            layout=_choice(spec, "layout", raw.get("layout", "NHWC"), ("NHWC", "NCHW")),
-            scale=float(raw.get("scale", 1.0)), offset=float(raw.get("offset", 0.0)),
-            mean=tuple(float(v) for v in np.broadcast_to(raw.get("mean", 0.0), 3)),
-            std=tuple(float(v) for v in np.broadcast_to(raw.get("std", 1.0), 3)),
-            age=dict(raw.get("age", {"decode": "value"})), gender=dict(raw["gender"]) if raw.get("gender") else None)
-    except (TypeError, ValueError) as exc:
-        raise EdgeAgeError(f"baseline spec {spec} has a bad value: {exc}") from None
-    _choice(spec, "age.decode", baseline.age.get("decode"), AGE_DECODES)
-    if baseline.gender is not None:
-        _choice(spec, "gender.decode", baseline.gender.get("decode"), GENDER_DECODES)
-        _choice(spec, "gender.positive", baseline.gender.get("positive", "female"), ("female", "male"))
-    if 0.0 in baseline.std:
-        raise EdgeAgeError(f"baseline spec {spec}: std must not be 0")
-    return baseline
+        raise EdgeAgeError(f"baseline spec {spec}: model: ONNX model {model} does not exist")
+    return Baseline(
+        model=model, spec_file=spec, input_size=int(raw["input_size"]), color_order=raw.get("color_order", "RGB"),
+        layout=raw.get("layout", "NHWC"), scale=float(raw.get("scale", 1.0)), offset=float(raw.get("offset", 0.0)),
+        mean=tuple(float(v) for v in np.broadcast_to(raw.get("mean", 0.0), 3)),
+        std=tuple(float(v) for v in np.broadcast_to(raw.get("std", 1.0), 3)),
+        age=dict(raw.get("age", {"decode": "value"})), gender=dict(raw["gender"]) if raw.get("gender") else None)
+
+
+def _check_shapes(baseline: Baseline, sess) -> None:
+    """The model's input fits ``input_size`` and ``layout``, and each output read has the ``column`` read."""
+    where = baseline.spec_file
+    (inp,) = sess.get_inputs()
+    s = baseline.input_size
+    want = [s, s, 3] if baseline.layout == "NHWC" else [3, s, s]
+    dims = list(inp.shape[1:])
+    if len(dims) != 3 or any(isinstance(d, int) and d != w for d, w in zip(dims, want)):
+        raise EdgeAgeError(f"baseline spec {where}: input_size/layout: {s} px {baseline.layout} means input "
+                           f"{['N', *want]}, the model takes {inp.shape}")
+    outputs = {o.name: o.shape for o in sess.get_outputs()}
+    for key, head in (("age", baseline.age), ("gender", baseline.gender or {})):
+        if head.get("output") and head["output"] not in outputs:
+            raise EdgeAgeError(f"baseline spec {where}: {key}.output: {head['output']!r} is not one of {list(outputs)}")
+        shape = outputs[head["output"]] if head.get("output") else next(iter(outputs.values()))
+        width = int(np.prod(shape[1:])) if all(isinstance(d, int) for d in shape[1:]) else None
+        if head and width is not None and int(head.get("column", 0)) >= width:
+            raise EdgeAgeError(f"baseline spec {where}: {key}.column: {head['column']} is outside the output's "
+                               f"{width} columns")
 
 
 def session(baseline: Baseline, threads: int = 1):
@@ -112,13 +107,10 @@ def session(baseline: Baseline, threads: int = 1):
         sess = ort.InferenceSession(str(baseline.model), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
         raise EdgeAgeError(f"{baseline.model} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
-    (inp,) = sess.get_inputs()
-    if inp.type != "tensor(float)":
-        raise EdgeAgeError(f"{baseline.model} takes {inp.type}; ONNX baselines must take float input")
-    names = [o.name for o in sess.get_outputs()]
-    for head in (baseline.age, baseline.gender or {}):
-        if head.get("output") and head["output"] not in names:
-            raise EdgeAgeError(f"baseline spec {baseline.spec_file}: output {head['output']!r} is not one of {names}")
+    inputs = sess.get_inputs()
+    if len(inputs) != 1 or inputs[0].type != "tensor(float)":
+        raise EdgeAgeError(f"{baseline.model} takes {[i.type for i in inputs]}; ONNX baselines take one float input")
+    _check_shapes(baseline, sess)
     return sess
 
 

@@ -18,12 +18,12 @@ import numpy as np
 from edge_age import __version__
 from edge_age.baselines import Baseline, read_baseline
 from edge_age.bench_jobs import Timing, latency_job, latency_stats, predict_job, run_isolated
-from edge_age.bench_report import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_json
+from edge_age.bench_report import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_bench_json
 from edge_age.progress import progress_bar
 from firmware_host import atomic, system_info
 from firmware_host.errors import EdgeAgeError
-from firmware_host.interpreter import EDGETPU_OP, load_delegate
-from firmware_host.model_info import read_info, sidecar_path
+from firmware_host.interpreter import EDGETPU_OP, load_delegate, make_interpreter
+from firmware_host.model_info import check_model, read_info, sidecar_path
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite file
 MODEL_HELP = "bench takes .tflite files, ONNX baselines (.onnx with its preprocessing .json), or folders of them"
@@ -70,6 +70,8 @@ def _model(path: Path) -> BenchModel:
             if f.read(8)[4:] != TFLITE_IDENTIFIER:
                 raise EdgeAgeError(f"{path} is not a TFLite model (no TFL3 file identifier)")
         info = read_info(path) if sidecar_path(path).is_file() else None
+        if info and EDGETPU_OP not in path.read_bytes():  # a compiled file loads only on the Edge TPU
+            check_model(info, make_interpreter(path), path)
         return BenchModel(path.stem, path, "tflite", info and info.target, info and info.input_size)
     if path.suffix in (".onnx", ".json"):
         baseline = read_baseline(path)
@@ -104,17 +106,16 @@ class Faces:
     subset: str = "test"
     labels: Path | None = None
     limit: int | None = None
+    skip_bad_labels: bool = False
     _by_size: dict = field(default_factory=dict, repr=False)
 
     def load(self, size: int):
         """The faces at ``size`` pixels; with ``limit``, that many spread evenly over them."""
-        from edge_age.evaluation import Labelled, labelled_faces
+        from edge_age.evaluation import labelled_faces
         if size not in self._by_size:
-            faces = labelled_faces(self.data, size, self.split, self.subset, self.labels)
+            faces = labelled_faces(self.data, size, self.split, self.subset, self.labels, self.skip_bad_labels)
             if self.limit and self.limit < len(faces.files):
-                keep = np.unique(np.linspace(0, len(faces.files) - 1, self.limit).round().astype(int))
-                faces = Labelled(faces.images[keep], faces.ages[keep], faces.genders[keep], faces.races[keep],
-                                 [faces.files[i] for i in keep])
+                faces = faces.subset(np.unique(np.linspace(0, len(faces.files) - 1, self.limit).round().astype(int)))
             self._by_size[size] = faces
         return self._by_size[size]
 
@@ -168,7 +169,7 @@ class BenchLoop:
     def write(self) -> None:
         """bench.json as measured so far, with the temperature and clock samples taken so far."""
         self.bench["thermal"] = list(self.thermal.samples)
-        write_json(self.bench, self.out)
+        write_bench_json(self.bench, self.out)
 
     def options(self, delegate: str) -> dict:
         return {"delegate": delegate, "library": self.library, "device": self.device}
@@ -209,7 +210,7 @@ class BenchLoop:
             self.skip(model, delegate, f"accuracy: {exc}")
             return
         entry["accuracy"][delegate] = {**score(age, gender, faces), "error_by_age": error_by_age(age, faces.ages)}
-        self.bench["settings"]["faces_count"] = len(faces.files)
+        self.bench["settings"].update(faces_count=len(faces.files), faces_skipped=faces.skipped())
         self.write()
 
     def group(self, model: BenchModel, delegate: str, bar, task, first: bool = True) -> None:
@@ -268,6 +269,7 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
                 groups.append((model, delegate))
     if not groups:
         raise EdgeAgeError(f"nothing to measure: {_reasons(bench)}")
+    write_bench(bench, out)  # the pages of an earlier bench never sit beside this one's bench.json
     thermal = system_info.ThermalLog(timing.window_s)
     loop = BenchLoop(bench, out, threads, replace(timing, origin=time.time()), faces, thermal=thermal, library=library,
                      device=device)

@@ -65,9 +65,14 @@ def _notes(paths: list[Path], benches: list[dict], names: list[str], models: lis
 
 
 def merge_benches(paths: list[Path], out: Path) -> str:
-    """Write report.md and report.html (and plots) for the benches in ``paths``; return the per-model table."""
+    """Write report.md and report.html (and plots) for the benches in ``paths``, replacing the previous
+    report as one set; return the per-model table."""
     benches = [load_bench(p) for p in paths]
-    out = atomic.writable_dir(out)
+    with atomic.file_set(out) as staging:
+        return _write_merged(paths, benches, staging)
+
+
+def _write_merged(paths: list[Path], benches: list[dict], out: Path) -> str:
     names = device_names(benches)
     models = list(dict.fromkeys(m["name"] for b in benches for m in b["models"]))
     if not models:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from edge_age import bench_plots, bench_sustained
 from edge_age.report_page import data_uri, html_page, html_table, md_table, pyplot
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
 from firmware_host.windows import DRIFT
 
 SCHEMA = "edge-age-bench"
@@ -200,19 +200,9 @@ def write_pages(out: Path, stem: str, title: str, sections: list[Section]) -> No
     atomic.write_text(out / f"{stem}.html", to_html(title, sections))
 
 
-def _finite(value):
-    """``value`` with NaN and infinities (an AUC over one gender) as null: bench.json stays strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def write_json(bench: dict, out: Path) -> None:
-    atomic.write_text(out / "bench.json", json.dumps(_finite(bench), indent=1, allow_nan=False))
+def write_bench_json(bench: dict, out: Path) -> None:
+    """bench.json alone (rewritten after every measurement), strict JSON."""
+    write_json(out / "bench.json", bench)
 
 
 def reference_model(bench: dict) -> str:
@@ -296,9 +286,11 @@ def bench_sections(bench: dict, out: Path) -> list[Section]:
 
 
 def write_bench(bench: dict, out: Path) -> None:
-    """bench.json, bench.md and a self-contained bench.html (with plots when matplotlib is installed)."""
-    write_json(bench, out)
-    write_pages(out, "bench", f"edge-age bench: {bench['device']['name']}", bench_sections(bench, out))
+    """bench.json, bench.md and a self-contained bench.html (with plots when matplotlib is installed),
+    replacing the previous ones as one set."""
+    with atomic.file_set(out) as staging:
+        write_pages(staging, "bench", f"edge-age bench: {bench['device']['name']}", bench_sections(bench, staging))
+        write_bench_json(bench, staging)
 
 
 def _rounds(rounds: int) -> str:

@@ -11,12 +11,15 @@ import typer
 
 from firmware_host.errors import EdgeAgeError
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
+from firmware_host.jsonio import to_json, write_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, audit and split UTKFace-style face crops.")
 app.add_typer(data_app, name="data")
 
+SkipBadLabelsOpt = typer.Option(False, "--skip-bad-labels", help="Skip and count bad rows of --labels (age outside "
+                                "0..116, gender not 0/1/empty, a file listed twice) instead of stopping at the first.")
 DataArg = typer.Argument(None, help="Folder or .tar/.tar.gz/.zip of face crops [default: $EDGE_AGE_DATA].",
                          show_default=False)
 
@@ -44,7 +47,7 @@ def data_audit(
             raise EdgeAgeError(f"split file {split} does not match {faces.root}: {len(missing)} of its files are not there")
     summary = write_audit_report(audit_faces(faces), out, split_rows)
     counts = {k: v for k, v in summary.items() if isinstance(v, int)}
-    typer.echo(json.dumps(counts))
+    typer.echo(to_json(counts, indent=None))
     typer.echo(f"wrote {out}/report.html, report.md, audit.json in {time.perf_counter() - start:.1f} s"
                f" ({'cached' if faces.from_cache else 'decoded'} images)")
 
@@ -71,8 +74,9 @@ def data_split(
     report = check_split(result)
     meta = {"data": str(faces.root), "data_fingerprint": faces.fingerprint, "seed": seed,
             "fractions": [train, val, test], "age_tolerance": age_tolerance, "policy": dict(result.policy), **report}
-    write_split(result, out)
-    atomic.write_text(out.with_suffix(".json"), json.dumps(meta, indent=1))
+    with atomic.file_set(out.parent) as staging:  # the CSV and its .json replace the old pair together
+        write_split(result, staging / out.name)
+        write_json(staging / out.with_suffix(".json").name, meta)
     sizes = ", ".join(f"{s} {v['images']:,}" for s, v in report["sides"].items())
     typer.echo(f"wrote {out}: {sizes}; policy {dict(result.policy)}")
     if check:
@@ -263,6 +267,7 @@ def evaluate(
                                     "detector sees (0 = the full photo); faces are cropped at full resolution."),
     chip_resolution: Optional[int] = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
                                                   "first, as the training chips [default: from the .tflite sidecar]."),
+    skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
     import os
@@ -283,9 +288,9 @@ def evaluate(
             raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
         finder = make_detector(detector, detector_model, detect_size=detect_size)
     result, (pred_age, pred_gender, faces) = evaluate_file(model, data, split, subset, labels, detector=finder,
-                                                            resolution=chip_resolution)
+                                                            resolution=chip_resolution, skip_bad_labels=skip_bad_labels)
     if json_out:
-        write_json(result, json_out)
+        write_json(json_out, result)
     if out:
         from edge_age.eval_page import Evaluated, write_page
         selection = (f"side {subset} of {split}" if split else
@@ -300,7 +305,14 @@ def evaluate(
         typer.echo(f"{d['detector']}: a face in {d['faces_found']} of {d['photos']} photos")
     gender = f", gender {result['gender_accuracy']:.1%} (AUC {result['gender_auc']:.3f})" if "gender_accuracy" in result else ""
     typer.echo(f"{model.name}: n={result['n']}, MAE {result['mae']:.2f}, CS@5 {result['cs5']:.1%}, "
-               f"epsilon {result['epsilon_error']:.3f}{gender}")
+               f"epsilon {result['epsilon_error']:.3f}{gender}{_skipped_text(result)}")
+
+
+def _skipped_text(result: dict) -> str:
+    """How many labelled files and label rows were left out, if any."""
+    parts = [f"{len(result[k])} {what}" for k, what in (("unreadable_files", "undecodable files"),
+                                                         ("bad_label_rows", "bad label rows")) if result.get(k)]
+    return f"; skipped {' and '.join(parts)}" if parts else ""
 
 
 @app.command()
@@ -410,15 +422,17 @@ def predict(
     detector_model: Optional[Path] = DetectorModelOpt,
     detect_size: int = DetectSizeOpt,
     min_face: int = typer.Option(0, min=0, help="Ignore faces narrower than this many pixels."),
+    skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
+    from edge_age.evaluation import read_labels
     from edge_age.members import resolve_tflite
     from edge_age.progress import track
     from firmware_host.detectors import make_detector
     from firmware_host.photos import predict_images, write_rows
     from firmware_host.predictor import AgeGenderModel
 
-    truth = _read_truth(labels) if labels else None
+    truth = read_labels(labels, skip_bad_labels) if labels else None
     age_model = AgeGenderModel(resolve_tflite(model), delegate, threads, delegate_library, device)
     finder = make_detector(detector, detector_model, threads, detect_size=detect_size)
     rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face,
@@ -478,29 +492,32 @@ def run_table(
         atomic.write_text(out, table)
 
 
-def _read_truth(labels: Path) -> dict[str, tuple[int, int]]:
-    from edge_age.evaluation import read_labels
-    return {Path(f).name: (age, gender) for f, age, gender, _ in read_labels(labels)}
+def _report_accuracy(rows: list[dict], labels: tuple[list, list[str]], out: Path) -> None:
+    """Accuracy of the largest face per labelled image; images without a face are counted apart.
 
+    A label's ``file`` is an image's path as in ``faces.csv``, or its bare name when no other image has it."""
+    from collections import Counter
 
-def _report_accuracy(rows: list[dict], truth: dict[str, tuple[int, int]], out: Path) -> None:
-    """Accuracy of the largest face per labelled image; images without a face are counted apart."""
     from edge_age.metrics import age_metrics
-    from firmware_host import atomic
 
+    truth = {f: (age, gender) for f, age, gender, _ in labels[0]}
+    names = Counter(Path(f).name for f in dict.fromkeys(r["file"] for r in rows))
     best: dict[str, dict] = {}
     for r in rows:
-        name = Path(r["file"]).name
-        if r["face"] >= 0 and name in truth and (name not in best or r["w"] * r["h"] > best[name]["w"] * best[name]["h"]):
-            best[name] = r
+        key = r["file"] if r["file"] in truth else Path(r["file"]).name
+        if key not in truth or (key != r["file"] and names[key] > 1) or r["face"] < 0:
+            continue
+        if key not in best or r["w"] * r["h"] > best[key]["w"] * best[key]["h"]:
+            best[key] = r
     if not best:
         raise EdgeAgeError("no labelled image had a face found in it: nothing to score")
-    names = sorted(best)
-    result = age_metrics([best[n]["age"] for n in names], [truth[n][0] for n in names],
-                         [best[n]["female"] for n in names], [truth[n][1] for n in names])
+    keys = sorted(best)
+    result = age_metrics([best[k]["age"] for k in keys], [truth[k][0] for k in keys],
+                         [best[k]["female"] for k in keys], [truth[k][1] for k in keys])
     result["labelled_images"] = len(truth)
     result["without_face"] = sorted(set(truth) - set(best))
-    atomic.write_text(out / "accuracy.json", json.dumps(result, indent=1))
+    result["bad_label_rows"] = labels[1]
+    write_json(out / "accuracy.json", result)
     gender = f", gender {result['gender_accuracy']:.1%}" if "gender_accuracy" in result else ""
     typer.echo(f"accuracy on {result['n']} of {len(truth)} labelled images: MAE {result['mae']:.2f}, "
                f"CS@5 {result['cs5']:.1%}{gender}")
@@ -540,6 +557,7 @@ def bench(
     name: Optional[str] = typer.Option(None, help="This device's name in reports (default: board model, else host name)."),
     delegate_library: Optional[str] = DelegateLibraryOpt,
     device: Optional[str] = DeviceOpt,
+    skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
     from edge_age.bench import Faces, run_bench
@@ -556,7 +574,7 @@ def bench(
     if limit and not (data or split or labels):
         raise EdgeAgeError("--limit counts the faces scored for accuracy: give --data (with --split or --labels)")
     delegates = list(dict.fromkeys(d.strip() for item in delegate for d in item.split(",") if d.strip()))
-    faces = Faces(data, split, subset, labels, limit) if data or split or labels else None
+    faces = Faces(data, split, subset, labels, limit, skip_bad_labels) if data or split or labels else None
     timing = Timing(runs, warmup, check_seconds(duration, "--duration"), check_seconds(window, "--window"))
     try:
         result = run_bench(models, out, delegates, _thread_counts(threads), timing=timing, faces=faces, name=name,
@@ -628,11 +646,21 @@ def report(
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors (and any failed file operation, such as a full disk) become one line on
+    stderr and exit code 2; warnings of the library's loggers show as ``edge-age: warning: ...``."""
+    import logging
+
+    from firmware_host.errors import user_message
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("edge-age: warning: %(message)s"))
+    for name in ("edge_age", "firmware_host"):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         app()
-    except EdgeAgeError as exc:
-        typer.echo(f"edge-age: error: {exc}", err=True)
+    except (EdgeAgeError, OSError) as exc:
+        typer.echo(f"edge-age: error: {user_message(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("edge-age: interrupted", err=True)

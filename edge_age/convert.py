@@ -7,10 +7,8 @@ broken file never replaces a good one.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from edge_age.progress import track
 from edge_age.report_page import md_table
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 
@@ -181,7 +180,7 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
         log.warning("no chip resolution known for %s (no device.json beside it, no --data): the runtime will crop "
                     "faces at the model's input size", float_path)
     results: list[Result] = []
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    staging = atomic.staging_dir(out)
     try:
         for name in track(names, "converting", total=len(names)):
             results.append(_one(name, models, float_path if TARGETS[name].source == "float" else qat_path,
@@ -262,7 +261,13 @@ def table(report: dict) -> str:
 
 
 def write_reports(report: dict, out: Path) -> None:
-    atomic.write_text(out / "convert_report.json", json.dumps(report, indent=1))
+    """convert_report.json and convert_report.md, replacing the previous ones as one set."""
+    with atomic.file_set(out) as staging:
+        _write_report_files(report, staging)
+
+
+def _write_report_files(report: dict, out: Path) -> None:
+    write_json(out / "convert_report.json", report)
     keras_rows = [[k, m["n"], f"{m['mae']:.2f}", f"{m['cs5']:.1%}", f"{m.get('gender_accuracy', float('nan')):.1%}"]
                   for k, m in report["keras"].items()]
     md = ["# Conversion report\n", f"Validation: {report['validation']}; calibration: {report['calibration']}; "

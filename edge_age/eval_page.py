@@ -22,8 +22,6 @@ SAMPLES_PER_GROUP = 8
 WORST = 24
 MISSED_SHOWN = 48
 PHOTO_WIDTH = 200
-PAGE_FILES = ("report.html", "report.md", "confusion.png", "gender_roc.png", "predicted_vs_true.png",
-              "error_by_age.png", "error_by_group.png", "samples.jpg", "worst_errors.jpg")
 
 
 @dataclass
@@ -57,7 +55,7 @@ def write_page(out: Path, ev: Evaluated) -> Path:
     """Write report.html, report.md and the PNGs into ``out`` as one set; return the HTML's path."""
     pyplot()  # a clear error before anything is written when matplotlib is missing
     title = f"edge-age evaluation: {Path(ev.result['model']).name}"
-    with atomic.staged_dir(out, PAGE_FILES) as stage:
+    with atomic.file_set(out) as stage:
         parts = _parts(ev, stage)
         atomic.write_text(stage / "report.md", _markdown(title, parts))
         atomic.write_text(stage / "report.html", _html(title, parts))

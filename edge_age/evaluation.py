@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import csv
-import json
-from dataclasses import dataclass
+import io
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge_age.data.faceset import load_faces
+from edge_age.data.names import MAX_AGE
 from edge_age.metrics import age_confusion, age_metrics, breakdown
 from edge_age.progress import track
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.postprocess import expected_age
+
+log = logging.getLogger(__name__)
+SKIP_HINT = "--skip-bad-labels skips and counts such rows"
 
 
 @dataclass
@@ -25,6 +29,17 @@ class Labelled:
     genders: np.ndarray
     races: np.ndarray
     files: list[str]
+    unreadable: list[str] = field(default_factory=list)  # labelled files that do not decode, left out
+    bad_labels: list[str] = field(default_factory=list)  # "line N: reason" of label rows skipped
+
+    def subset(self, keep: np.ndarray) -> "Labelled":
+        """The faces at indices ``keep`` (the skipped files and rows stay listed)."""
+        return Labelled(self.images[keep], self.ages[keep], self.genders[keep], self.races[keep],
+                        [self.files[i] for i in keep], self.unreadable, self.bad_labels)
+
+    def skipped(self) -> dict:
+        """What was left out, for a result's JSON."""
+        return {"unreadable_files": self.unreadable, "bad_label_rows": self.bad_labels}
 
 
 def _ages_from_output(age: np.ndarray) -> np.ndarray:
@@ -83,17 +98,25 @@ def model_input_size(path: Path) -> int:
 
 
 def labelled_faces(data, size: int, split: Path | None = None, subset: str = "test",
-                   labels: Path | None = None) -> Labelled:
-    """Faces with labels from a split side, a labels CSV, or every readable file name of ``data``."""
+                   labels: Path | None = None, skip_bad_labels: bool = False) -> Labelled:
+    """Faces with labels from a split side, a labels CSV, or every readable file name of ``data``.
+
+    Labelled files that do not decode are left out and listed (a warning says how many)."""
     faces = load_faces(data, size=size)
     index = faces.index()
+    bad: list[str] = []
     if split:
         from edge_age.data.split import read_split
         rows = [(r.file, r.age, r.gender, r.race) for r in read_split(split).side(subset)]
     elif labels:
-        rows = read_labels(labels)
+        rows, bad = read_labels(labels, skip_bad_labels)
     else:
         rows = [(n, lab.age, lab.gender, lab.race) for n, lab in zip(faces.names, faces.labels) if lab.usable]
+    undecodable = {n for n, _ in faces.unreadable}
+    unreadable = [r[0] for r in rows if r[0] in undecodable]
+    if unreadable:
+        log.warning("%d labelled files do not decode and are left out (first: %s)", len(unreadable), unreadable[0])
+    rows = [r for r in rows if r[0] not in undecodable]
     missing = [r[0] for r in rows if r[0] not in index]
     if missing:
         raise EdgeAgeError(f"{len(missing)} labelled files are not in {faces.root} (first: {missing[0]})")
@@ -101,17 +124,18 @@ def labelled_faces(data, size: int, split: Path | None = None, subset: str = "te
         raise EdgeAgeError("no labelled faces to evaluate on")
     idx = np.array([index[r[0]] for r in rows])
     return Labelled(np.asarray(faces.images[idx]), np.array([r[1] for r in rows]), np.array([r[2] for r in rows]),
-                    np.array([r[3] for r in rows]), [r[0] for r in rows])
+                    np.array([r[3] for r in rows]), [r[0] for r in rows], unreadable, bad)
 
 
-def detected_faces(data: Path, size: int, labels: Path, detector, resolution: int | None = None) -> tuple[Labelled, list[str]]:
+def detected_faces(data: Path, size: int, labels: Path, detector, resolution: int | None = None,
+                   skip_bad_labels: bool = False) -> tuple[Labelled, list[str]]:
     """Chips found by ``detector`` (largest face per photo, aligned) in the labelled raw photos of ``data``;
     also the photos where no face was found (left out of the scores)."""
     import cv2
 
     from firmware_host.faces import detect_and_crop
 
-    rows = read_labels(labels)
+    rows, bad = read_labels(labels, skip_bad_labels)
     if not rows:
         raise EdgeAgeError(f"labels file {labels} lists no photos")
     chips, kept, missed = [], [], []
@@ -128,24 +152,65 @@ def detected_faces(data: Path, size: int, labels: Path, detector, resolution: in
     if not kept:
         raise EdgeAgeError(f"the {detector.name} detector found no face in any of the {len(rows)} photos")
     return (Labelled(np.stack(chips), np.array([r[1] for r in kept]), np.array([r[2] for r in kept]),
-                     np.array([r[3] for r in kept]), [r[0] for r in kept]), missed)
+                     np.array([r[3] for r in kept]), [r[0] for r in kept], bad_labels=bad), missed)
 
 
-def read_labels(path: Path) -> list[tuple[str, int, int, int]]:
-    """Rows ``(file, age, gender, -1)`` of a CSV with columns ``file``, ``age`` and optionally ``gender``."""
+def _label_row(row: dict, seen: dict[str, int]) -> tuple[tuple[str, int, int, int] | None, str]:
+    """``(file, age, gender, -1)`` from one CSV row, or None and what is wrong with it."""
+    file, age, gender = (row.get(k) or "" for k in ("file", "age", "gender"))
+    file, age, gender = file.strip(), age.strip(), gender.strip()
+    if not file:
+        return None, "no file name"
+    if file in seen:
+        return None, f"{file} is listed again (first on line {seen[file]})"
+    if not age.lstrip("-").isdigit():
+        return None, f"age {age!r} is not a whole number of years"
+    if not 0 <= int(age) <= MAX_AGE:
+        return None, f"age {int(age)} is outside 0..{MAX_AGE}"
+    if gender not in ("", "0", "1"):
+        return None, f"gender {gender!r} is not 0 (male), 1 (female) or empty (unknown)"
+    return (file, int(age), int(gender) if gender else -1, -1), ""
+
+
+def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int, int, int]], list[str]]:
+    """Rows ``(file, age, gender, -1)`` of a CSV with columns ``file``, ``age`` and optionally ``gender``
+    (0 male, 1 female, empty unknown), and the rows skipped as ``line N: reason``.
+
+    A bad row (age outside 0..116, another gender, a file listed twice) stops with its line number,
+    or is skipped and counted with ``skip_bad``; a broken CSV (an unterminated quote) always stops."""
     try:
-        reader = csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines())
-        if not {"file", "age"} <= set(reader.fieldnames or ()):
-            raise EdgeAgeError(f"labels file {path} needs the columns file and age, has {reader.fieldnames}")
-        return [(r["file"], int(r["age"]), int(r["gender"]) if r.get("gender", "") != "" else -1, -1) for r in reader]
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise EdgeAgeError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise EdgeAgeError(f"labels file {path} has a bad value: {exc}") from None
+    except UnicodeDecodeError:
+        raise EdgeAgeError(f"labels file {path} is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows, skipped, seen = [], [], {}
+    line = 1
+    try:
+        if not {"file", "age"} <= set(reader.fieldnames or ()):
+            raise EdgeAgeError(f"labels file {path} needs the columns file and age, has {reader.fieldnames}")
+        line = reader.line_num + 1
+        for raw in reader:
+            row, reason = _label_row(raw, seen)
+            if row is None and not skip_bad:
+                raise EdgeAgeError(f"labels file {path}, line {line}: {reason} ({SKIP_HINT})")
+            if row is None:
+                skipped.append(f"line {line}: {reason}")
+            else:
+                rows.append(row)
+                seen[row[0]] = line
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise EdgeAgeError(f"labels file {path}, line {line}: not valid CSV ({exc}; an unterminated quote?)") from None
+    if skipped:
+        log.warning("labels file %s: %d bad rows skipped (first: %s)", path, len(skipped), skipped[0])
+    return rows, skipped
 
 
 def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "test", labels: Path | None = None,
-                  *, detector=None, resolution: int | None = None) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
+                  *, detector=None, resolution: int | None = None,
+                  skip_bad_labels: bool = False) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
     """Score a ``.keras``/``.h5``/``.tflite`` model file; with ``detector``, on faces it finds in raw photos
     listed by ``labels``, cropped at ``resolution`` (default: the sidecar's chip resolution).
     Returns the scores and (predicted ages, probabilities of female, the faces)."""
@@ -160,8 +225,8 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
     def faces_at(size: int) -> Labelled:
         nonlocal missed
         if detector is None:
-            return labelled_faces(data, size, split, subset, labels)
-        faces, missed = detected_faces(data, size, labels, detector, resolution)
+            return labelled_faces(data, size, split, subset, labels, skip_bad_labels)
+        faces, missed = detected_faces(data, size, labels, detector, resolution, skip_bad_labels)
         return faces
 
     if model.suffix == ".tflite":
@@ -172,13 +237,9 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         keras_model = load_model(model)  # loaded once: its input size, then its predictions
         faces = faces_at(int(keras_model.input_shape[1]))
         pred_age, pred_gender = predict_keras(keras_model, faces.images)
-    result = {"model": str(model), **score(pred_age, pred_gender, faces)}
+    result = {"model": str(model), **score(pred_age, pred_gender, faces), **faces.skipped()}
     if detector is not None:
         result["detection"] = {"detector": detector.name, "detect_size": getattr(detector, "detect_size", 0),
                                "chip_resolution": resolution, "photos": len(faces.files) + len(missed),
                                "faces_found": len(faces.files), "missed": missed}
     return result, (pred_age, pred_gender, faces)
-
-
-def write_json(result: dict, path: Path) -> None:
-    atomic.write_text(path, json.dumps(result, indent=1))

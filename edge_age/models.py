@@ -112,11 +112,6 @@ def _custom_layers():
 
 
 def custom_objects() -> dict:
-    """What ``load_model`` needs to read a teacher file."""
-    return dict(_custom_layers())
-
-
-def custom_objects() -> dict:
     """What ``load_model`` needs to read any edge-age Keras file."""
     return dict(_custom_layers())
 

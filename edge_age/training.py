@@ -27,6 +27,7 @@ from edge_age.models import ModelSpec, build_model, custom_objects
 from edge_age.tf_setup import keras, tensorflow
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
 
 
 @dataclass
@@ -158,7 +159,7 @@ class BestWeights:
                     self.best = val
                     with atomic.atomic_path(path) as tmp:
                         self.model.save_weights(str(tmp))
-                    atomic.write_text(path.with_suffix(".json"), json.dumps({"epoch": epoch + 1, "val_mae": val}))
+                    write_json(path.with_suffix(".json"), {"epoch": epoch + 1, "val_mae": val}, indent=None)
 
         return _Best()
 
@@ -272,7 +273,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     print(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
     with strategy.scope():
         model = build_model(config.spec, None if resume else config.weights)
-    atomic.write_text(run / "config.json", json.dumps(config.to_dict(), indent=1))
+    write_json(run / "config.json", config.to_dict())
     write_device_facts(run, config.spec, native_size(data_path(data)))
     if not (run / "model.keras").is_file():
         _fit(model, config, arrays, run, "float", epochs=config.epochs, lr=config.lr, strategy=strategy,
@@ -292,7 +293,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
         metrics["qat"] = evaluate_arrays(load_model(run / "qat.h5"), arrays[held_out])
     metrics["train_minutes"] = round((time.time() - started) / 60, 2)
     metrics["split_sha256"] = file_hash(split_path)
-    atomic.write_text(run / "metrics.json", json.dumps(metrics, indent=1))
+    write_json(run / "metrics.json", metrics)
     training_curves(run)
     write_model_card(run, config, metrics, data, split_path, fingerprint)
     shutil.rmtree(run / "backup", ignore_errors=True)

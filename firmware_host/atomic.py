@@ -1,21 +1,67 @@
-"""Atomic file output: a half-written file never replaces a good one."""
+"""Atomic file output: a half-written file never replaces a good one, and a report's files are
+replaced together or not at all.
+
+Partial files and staging folders are hidden and carry their process id (``.NAME.pid123.x.part.ext``,
+``.staging.pid123.x``); the first write into a folder removes those of processes that no longer run
+(a hard kill, the OOM killer). Any ``OSError`` on output (a full disk, a read-only folder) becomes a
+one-line :class:`EdgeAgeError`, and what was being written is removed.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Collection, Iterator
+from typing import Iterator
 
 from firmware_host.errors import EdgeAgeError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_LEFTOVER = re.compile(r"^\..*\.pid(\d+)\.[^.]*(\.part|$)")
+_swept: set[Path] = set()
+
+
+def _tag() -> str:
+    return f".pid{os.getpid()}."
+
+
+def output_error(path: str | os.PathLike, exc: OSError) -> EdgeAgeError:
+    """The one-line error for a failed write of ``path``."""
+    return EdgeAgeError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Remove the partial files and staging folders that dead processes left in ``folder``; return them."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _LEFTOVER.match(entry.name)
+            if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def writable_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` if needed and check that files can be written in it."""
+    """Create ``path`` if needed, check that files can be written in it and, the first time, sweep it."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -23,22 +69,33 @@ def writable_dir(path: str | os.PathLike) -> Path:
             pass
     except OSError as exc:
         raise EdgeAgeError(f"cannot write to folder {path}: {exc.strerror or exc}") from None
+    key = path.resolve()
+    if key not in _swept:
+        _swept.add(key)
+        sweep(path)
     return path
 
 
 def begin(path: str | os.PathLike) -> Path:
-    """A new temporary file beside ``path`` (same last suffix), for :func:`commit` or :func:`discard`."""
+    """A new hidden temporary file beside ``path`` (same last suffix), for :func:`commit` or :func:`discard`."""
     path = Path(path)
     writable_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part" + path.suffix)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{_tag()}", suffix=".part" + path.suffix)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     os.close(fd)
     return Path(tmp)
 
 
 def commit(tmp: Path, path: str | os.PathLike) -> None:
     """Move a finished temporary file into place in one step."""
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, path)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except OSError as exc:
+        discard(tmp)
+        raise output_error(path, exc) from None
 
 
 def discard(tmp: Path) -> None:
@@ -48,14 +105,18 @@ def discard(tmp: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same last suffix); move it into place only on success."""
+    """Yield a temporary path beside ``path`` (same last suffix); move it into place only on success.
+    An ``OSError`` while writing it becomes a one-line error; the temporary file is removed."""
     tmp = begin(path)
     try:
         yield tmp
-        commit(tmp, path)
+    except OSError as exc:
+        discard(tmp)
+        raise output_error(path, exc) from None
     except BaseException:
         discard(tmp)
         raise
+    commit(tmp, path)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -72,31 +133,28 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-@contextlib.contextmanager
-def staged_dir(path: str | os.PathLike, owned: Collection[str]) -> Iterator[Path]:
-    """Yield an empty folder beside ``path`` to fill; on success it takes ``path``'s place as one set.
-
-    ``owned`` names the files this writer makes: those of an older ``path`` go with it, any other entry
-    (a ``--json`` file, notes) is carried over. On failure the staging folder is removed, ``path`` untouched.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise EdgeAgeError(f"{path} is a file, not a folder")
-    writable_dir(path.parent)
-    stage = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".staging"))
+def staging_dir(parent: str | os.PathLike) -> Path:
+    """A new hidden staging folder in ``parent``, named after this process (swept when it is dead)."""
+    parent = writable_dir(parent)
     try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    os.chmod(stage, 0o777 & ~_UMASK)
-    if not path.exists():
-        os.rename(stage, path)
-        return
-    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-    os.rename(path, old / "dir")
-    os.rename(stage, path)
-    for entry in (old / "dir").iterdir():  # a crash before this leaves them in the .old folder, never lost
-        if entry.name not in owned and not (path / entry.name).exists():
-            os.rename(entry, path / entry.name)
-    shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix=f".staging{_tag()}"))
+    except OSError as exc:
+        raise output_error(parent, exc) from None
+
+
+@contextlib.contextmanager
+def file_set(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder inside ``folder`` for the files of one report: when the block succeeds they
+    replace their namesakes in ``folder`` together (renames only, JSON files last, so a reader who finds a
+    new JSON finds the pages that go with it); when it fails (a full disk) none does, and the staging
+    folder is removed."""
+    folder = Path(folder)
+    staging = staging_dir(folder)
+    try:
+        yield staging
+        for path in sorted(staging.iterdir(), key=lambda p: (p.suffix == ".json", p.name)):
+            commit(path, folder / path.name)
+    except OSError as exc:
+        raise output_error(folder, exc) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

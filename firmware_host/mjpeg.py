@@ -6,7 +6,6 @@ the user's explicit choice (``--serve 0.0.0.0:8080``).
 """
 from __future__ import annotations
 
-import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import to_json
 
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>edge-age</title>
 <style>body{font:14px sans-serif;background:#111;color:#eee;margin:1em}img{max-width:100%}</style></head>
@@ -90,7 +90,7 @@ class MjpegServer:
                 if path in ("/", "/index.html"):
                     self._send(PAGE, "text/html; charset=utf-8")
                 elif path == "/stats.json":
-                    self._send(json.dumps(server.stats).encode(), "application/json")
+                    self._send(to_json(server.stats, indent=None).encode(), "application/json")
                 elif path == "/frame.jpg":
                     jpeg = server._next(None, timeout=5.0)
                     if jpeg is None:

@@ -1,17 +1,21 @@
 """What a device needs to know about a ``.tflite`` file, from its JSON sidecar (same stem).
 
-The converter writes it; the runtime holds no constants of its own about a model.
+The converter writes it; the runtime holds no constants of its own about a model. Every sidecar is
+checked against ``model_info.schema.json`` (types, ranges, finite numbers) and, where the model is
+loaded, against the model itself (:func:`check_model`: input, output names and shapes).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from firmware_host import atomic
+import numpy as np
+
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import check_schema, read_json, write_json
 
 FORMAT = 1
+SCHEMA_FILE = Path(__file__).with_name("model_info.schema.json")
 
 
 @dataclass
@@ -46,9 +50,8 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelInfo":
-        if d.get("format") != FORMAT:
-            raise EdgeAgeError(f"model metadata format {d.get('format')!r} is not {FORMAT}: convert the model again")
-        return cls(**{**d, "outputs": {k: Output(**v) for k, v in d["outputs"].items()}})
+        """From a dict that passed the schema check."""
+        return cls(**{**d, "input_size": int(d["input_size"]), "outputs": {k: Output(**v) for k, v in d["outputs"].items()}})
 
 
 def sidecar_path(model: str | Path) -> Path:
@@ -56,15 +59,56 @@ def sidecar_path(model: str | Path) -> Path:
 
 
 def write_info(model: str | Path, info: ModelInfo) -> Path:
-    return atomic.write_text(sidecar_path(model), json.dumps(info.to_dict(), indent=1))
+    return write_json(sidecar_path(model), info.to_dict())
 
 
 def read_info(model: str | Path) -> ModelInfo:
-    """The sidecar of ``model``, with a clear error when it is missing or not ours."""
+    """The sidecar of ``model``, checked against the schema; a one-line error naming the field otherwise."""
     path = sidecar_path(model)
+    if not path.is_file():
+        raise EdgeAgeError(f"{path} is missing: the model needs the metadata file 'edge-age convert' writes beside it")
+    data = read_json(path, "model metadata")
+    if isinstance(data, dict) and data.get("format") not in (FORMAT, None):
+        raise EdgeAgeError(f"{path}: model metadata format {data['format']!r} is not {FORMAT}: convert the model again")
+    check_schema(data, SCHEMA_FILE, path)
+    return ModelInfo.from_dict(data)
+
+
+def check_model(info: ModelInfo, interpreter, model: str | Path) -> None:
+    """Refuse a sidecar that does not describe the model it sits beside (another task's ``.tflite``, a
+    copied or edited sidecar): one input of ``input_size`` pixels, the named outputs with their shapes."""
+    where = sidecar_path(model)
     try:
-        return ModelInfo.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise EdgeAgeError(f"{path} is missing: the model needs the metadata file 'edge-age convert' writes beside it") from None
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
-        raise EdgeAgeError(f"{path} is not edge-age model metadata: {exc}") from None
+        runner = interpreter.get_signature_runner()
+    except ValueError:
+        raise EdgeAgeError(f"{model} has no single signature: it is not an edge-age age/gender model") from None
+    inputs, outputs = runner.get_input_details(), runner.get_output_details()
+    shapes = [tuple(int(d) for d in v["shape"]) for v in inputs.values()]
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][1:] != (info.input_size, info.input_size, 3):
+        raise EdgeAgeError(f"{where}: input_size: {info.input_size} does not match the model's input "
+                           f"{shapes}: not the model this metadata describes")
+    dtype = np.dtype(next(iter(inputs.values()))["dtype"]).name
+    if dtype != info.input_dtype:
+        raise EdgeAgeError(f"{where}: input_dtype: {info.input_dtype} does not match the model's input ({dtype})")
+    for key, out in info.outputs.items():
+        if out.name not in outputs:
+            raise EdgeAgeError(f"{where}: outputs.{key}.name: {out.name!r} is not an output of {model} "
+                               f"(its outputs: {', '.join(sorted(outputs))})")
+        shape = [int(d) for d in outputs[out.name]["shape"]]
+        if shape[1:] != out.shape[1:]:
+            raise EdgeAgeError(f"{where}: outputs.{key}.shape: {out.shape} does not match the model's {shape}")
+    _check_decoding(info, where)
+
+
+def _check_decoding(info: ModelInfo, where: Path) -> None:
+    """The decoding each output names fits its width (one age per logit, one value, one probability)."""
+    age, gender = info.outputs["age"], info.outputs["gender"]
+    if age.decode == "softmax_expectation":
+        first, last = age.ages or [0, age.shape[-1] - 1]
+        if last - first + 1 != age.shape[-1]:
+            raise EdgeAgeError(f"{where}: outputs.age.ages: {age.ages} is not one age per logit "
+                               f"({age.shape[-1]} logits)")
+    elif age.shape[-1] != 1:
+        raise EdgeAgeError(f"{where}: outputs.age.shape: a 'value' output has one column, not {age.shape[-1]}")
+    if gender.shape[-1] != 1:
+        raise EdgeAgeError(f"{where}: outputs.gender.shape: a probability has one column, not {gender.shape[-1]}")

@@ -9,7 +9,7 @@ import numpy as np
 
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import coverage, invoke, make_interpreter
-from firmware_host.model_info import ModelInfo, read_info
+from firmware_host.model_info import ModelInfo, check_model, read_info
 from firmware_host.postprocess import expected_age
 
 
@@ -37,13 +37,12 @@ class AgeGenderModel:
     def __init__(self, model: str | os.PathLike, delegate: str = "cpu", threads: int = 1,
                  library: str | None = None, device: str | None = None):
         self.path = Path(model)
-        self.interpreter = make_interpreter(self.path, threads, delegate, library, device)
         self.info: ModelInfo = read_info(self.path)
+        self.interpreter = make_interpreter(self.path, threads, delegate, library, device)
+        check_model(self.info, self.interpreter, self.path)
         self.delegate, self.threads = delegate, threads
         self.size = self.info.input_size
         self.resolution = self.info.extra.get("chip_resolution")
-        if self.info.color_order != "RGB":
-            raise EdgeAgeError(f"{self.path}: colour order {self.info.color_order} is not supported")
 
     def coverage(self) -> dict:
         return coverage(self.interpreter).to_dict()

@@ -6,7 +6,6 @@ Ctrl-C, SIGTERM (systemd) or an error.
 """
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -17,9 +16,10 @@ from firmware_host import atomic, system_info
 from firmware_host.capture import LatestFrames, open_source
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
 from firmware_host.detectors import make_detector
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.faces import predict_faces
 from firmware_host.finder import FaceFinder, check_every
+from firmware_host.jsonio import write_json
 from firmware_host.outputs import FrameOutputs
 from firmware_host.predictor import AgeGenderModel
 from firmware_host.reduced import check_size
@@ -184,11 +184,31 @@ class Run:
                 "duration_s": self.o.duration, "window_s": self.o.window_s, "windows": windows,
                 "fps_drift": drift(windows[0]["fps"], windows[-1]["fps"]) if len(windows) >= 2 else None}
 
-    def close(self, ok: bool) -> None:
+    def close(self, ok: bool) -> str | None:
+        """Close every sink, each even when another fails; the first failure's message, or None."""
+        errors = []
         if hasattr(self, "outputs"):
             self.outputs.close()
+            if self.outputs.error:
+                errors.append(user_message(self.outputs.error))
         for sink in (*self.sinks, *self.images):
-            sink.close(ok)
+            try:
+                sink.close(ok)
+            except (EdgeAgeError, OSError) as exc:
+                errors.append(user_message(exc))
+        return errors[0] if errors else None
+
+    def finish(self, started: float, thermal_before: dict, status: str, error: str | None) -> tuple[dict, str | None]:
+        """Close the sinks and write ``run_report.json`` whatever happened (a full disk included); the
+        report and the first error."""
+        closing = self.close(ok=True)
+        error = error or closing
+        report = self.report(started, thermal_before, "failed" if error and status == "finished" else status, error)
+        try:
+            write_json(self.out / "run_report.json", report)
+        except EdgeAgeError as exc:
+            error = error or str(exc)
+        return report, error
 
 
 def run(options: RunOptions) -> dict:
@@ -202,13 +222,14 @@ def run(options: RunOptions) -> dict:
         job.loop()
     except KeyboardInterrupt:
         status = "interrupted"
-    except EdgeAgeError as exc:
-        status, error = "failed", str(exc)
+    except (EdgeAgeError, OSError) as exc:
+        status, error = "failed", user_message(exc)
+    except BaseException as exc:  # a bug: still report what ran, then show it
+        job.finish(started, thermal_before, "failed", user_message(exc))
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-        job.close(ok=True)
-        report = job.report(started, thermal_before, status, error)
-        atomic.write_text(job.out / "run_report.json", json.dumps(report, indent=1))
+    report, error = job.finish(started, thermal_before, status, error)
     if status == "interrupted":
         raise KeyboardInterrupt
     if error:

@@ -1,7 +1,6 @@
 """Where a run's results go: annotated video, JSONL records, a window when a display exists."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import to_json
 
 
 class VideoSink:
@@ -51,16 +51,23 @@ class JsonlSink:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = atomic.begin(self.path)
+        self.tmp, self.failed = atomic.begin(self.path), False
         self.file = self.tmp.open("w", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(to_json(record, compact=True) + "\n")
+            self.file.flush()
+        except OSError as exc:  # a full disk: the partial file is removed when the run closes
+            self.failed = True
+            raise atomic.output_error(self.path, exc) from None
 
     def close(self, ok: bool = True) -> None:
-        self.file.close()
-        if ok:
+        try:
+            self.file.close()
+        except OSError:
+            self.failed = True
+        if ok and not self.failed:
             atomic.commit(self.tmp, self.path)
         else:
             atomic.discard(self.tmp)

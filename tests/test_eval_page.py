@@ -66,17 +66,19 @@ def test_pages_are_swapped_in_as_one_set(tmp_path):
     out.mkdir()
     for name, text in (("report.html", "old"), ("roc.png", "old plot"), ("notes.txt", "mine")):
         (out / name).write_text(text)
-    with atomic.staged_dir(out, ("report.html", "roc.png")) as stage:
+    with atomic.file_set(out) as stage:
         (stage / "report.html").write_text("new")
+        (stage / "roc.png").write_text("new plot")
         assert (out / "report.html").read_text() == "old"  # nothing changes until the set is complete
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html"]  # the stale plot went with the old set
-    assert (out / "report.html").read_text() == "new" and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "roc.png"]
+    assert (out / "report.html").read_text() == "new" and (out / "roc.png").read_text() == "new plot"
+    assert (out / "notes.txt").read_text() == "mine"
 
-    with pytest.raises(RuntimeError), atomic.staged_dir(out, ("report.html",)) as stage:
+    with pytest.raises(RuntimeError), atomic.file_set(out) as stage:
         (stage / "report.html").write_text("half")
         raise RuntimeError("failed half-way")
     assert (out / "report.html").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no staging or old folder left
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "roc.png"]  # no staging left
 
 
 def test_page_of_raw_photos_shows_those_without_a_face(model, tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from edge_age.data.split import SIDES, Split
 from edge_age.report_page import (data_uri, html_page, html_table, image_uri, md_table, pyplot,
                                   save_figure)
 from firmware_host import atomic
+from firmware_host.jsonio import write_json
 
 GENDER_NAMES = {0: "male", 1: "female", -1: "unknown"}
 RACE_NAMES = {**dict(enumerate(RACES)), -1: "unknown"}
@@ -99,8 +99,13 @@ def _faces_html(audit: Audit, group: list[int]) -> str:
 
 
 def write_audit_report(audit: Audit, out: Path, split: Split | None = None) -> dict:
-    """Write every audit output into ``out``; return the ``audit.json`` content."""
-    out = atomic.writable_dir(out)
+    """Write every audit output into ``out``, replacing the previous report as one set; return the
+    ``audit.json`` content."""
+    with atomic.file_set(out) as staging:
+        return _write_audit_files(audit, staging, split)
+
+
+def _write_audit_files(audit: Audit, out: Path, split: Split | None) -> dict:
     data = audit_json(audit)
     plots = _plots(audit, split, out)
     summary = audit.summary()
@@ -131,7 +136,7 @@ def write_audit_report(audit: Audit, out: Path, split: Split | None = None) -> d
     body += [f"<h2>Conflicting groups ({len(audit.conflicting)})</h2>"]
     body += [_faces_html(audit, g) for g in audit.conflicting]
 
-    atomic.write_text(out / "audit.json", json.dumps(data, indent=1))
-    atomic.write_text(out / "report.md", "\n".join(md))
-    atomic.write_text(out / "report.html", html_page(f"Data audit of {audit.faces.root.name}", "".join(body)))
+    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    (out / "report.html").write_text(html_page(f"Data audit of {audit.faces.root.name}", "".join(body)), encoding="utf-8")
+    write_json(out / "audit.json", data)
     return data

@@ -2,15 +2,17 @@
 
 The cache is keyed by the file list (names, sizes, modification times, or the
 archive's), the image size and the cache format, so a second run decodes nothing.
-It lives in ``$EDGE_AGE_CACHE`` (default ``~/.cache/edge-age``).
+It lives in ``$EDGE_AGE_CACHE`` (default ``~/.cache/edge-age``). Each entry's
+``meta.json`` records the SHA-256 of its ``images.npy``: a damaged entry is decoded
+again, and a cache that cannot be written is done without (both with a warning).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -22,12 +24,16 @@ import numpy as np
 from edge_age.data.names import NameLabels, parse_name
 from edge_age.data.sources import Source, open_source
 from edge_age.progress import track
-from firmware_host.errors import EdgeAgeError
+from firmware_host import atomic
+from firmware_host.errors import EdgeAgeError, user_message
+from firmware_host.jsonio import to_json
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: meta.json records the SHA-256 of images.npy
 DEFAULT_SIZE = 64
 DATA_ENV = "EDGE_AGE_DATA"
 _CHUNK = 512
+_META_KEYS = {"names", "sha256", "phash", "unreadable", "ignored", "images_sha256"}
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -84,12 +90,23 @@ def perceptual_hash(gray: np.ndarray) -> int:
     return int.from_bytes(bits.tobytes(), "big")
 
 
+def decode_image(data: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """The image in ``data``, or None when it is empty or does not decode."""
+    if not data:
+        return None
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    return image if image is not None and image.size else None
+
+
 def _decode(item: tuple[str, bytes], size: int):
     name, data = item
     digest = hashlib.sha256(data).hexdigest()
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        return name, None, digest, 0, "not a decodable image"
+    bgr = decode_image(data)
+    if bgr is None:
+        return name, None, digest, 0, "empty file (0 bytes)" if not data else "not a decodable image"
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     interp = cv2.INTER_AREA if min(bgr.shape[:2]) >= size else cv2.INTER_LINEAR
     rgb = cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=interp), cv2.COLOR_BGR2RGB)
@@ -102,9 +119,10 @@ def _chunks(iterable, n):
         yield chunk
 
 
-def _decode_all(source: Source, size: int, workdir: Path) -> dict:
-    """Decode every image of ``source`` into ``workdir/images.npy``; return the metadata."""
-    names, digests, hashes, unreadable, rows = [], [], [], [], []
+def _decode_all(source: Source, size: int) -> tuple[dict, np.ndarray]:
+    """Decode every image of ``source``: the metadata (names, hashes, unreadable and ignored files) and the images."""
+    names, digests, hashes, rows = [], [], [], []
+    unreadable: list[tuple[str, str]] = []
     total = source.image_count()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         items = track(source.iter_files(), f"decoding {source.path.name}", total)
@@ -117,58 +135,88 @@ def _decode_all(source: Source, size: int, workdir: Path) -> dict:
                 digests.append(digest)
                 hashes.append(f"{phash:016x}")
                 rows.append(rgb)
+    unreadable = sorted(unreadable + source.unreadable)
     if not names and not unreadable:
         raise EdgeAgeError(f"no image files in {source.path}" + (f" ({len(source.ignored)} other file(s))" if source.ignored else ""))
     images = np.stack(rows) if rows else np.zeros((0, size, size, 3), np.uint8)
-    np.save(workdir / "images.npy", images)
-    return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable, "ignored": source.ignored}
+    return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable, "ignored": source.ignored}, images
 
 
 def native_size(path: str | os.PathLike) -> int | None:
     """The side in pixels of the first readable image under ``path``: the chips' own resolution."""
     for _, data in open_source(path).iter_files():
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        image = decode_image(data, cv2.IMREAD_GRAYSCALE)
         if image is not None:
             return int(max(image.shape))
     return None
 
 
 def load_faces(path: str | os.PathLike | None, size: int = DEFAULT_SIZE, use_cache: bool = True) -> FaceSet:
-    """Read, decode and resize every image under ``path`` (folder or archive), through the cache."""
+    """Read, decode and resize every image under ``path`` (folder or archive), through the cache.
+
+    A damaged cache entry is decoded again (with a warning); a cache that cannot be written is done without."""
     source = open_source(data_path(path))
     fingerprint = source.fingerprint()
     key = hashlib.sha256(f"{CACHE_FORMAT}|{fingerprint}|{size}".encode()).hexdigest()[:24]
     entry = cache_root() / "faces" / key
-    from_cache = use_cache and (entry / "meta.json").is_file()
-    if not from_cache:
-        entry = _build_entry(source, size, entry if use_cache else None)
-    meta = json.loads((entry / "meta.json").read_text())
-    images = np.load(entry / "images.npy", mmap_mode="r" if use_cache else None)
-    if not use_cache:
-        shutil.rmtree(entry, ignore_errors=True)
+    found = _read_entry(entry) if use_cache and entry.is_dir() else None
+    if found:
+        meta, images = found
+    else:
+        meta, images = _decode_all(source, size)
+        if use_cache:
+            _store(entry, meta, images)
     return FaceSet(root=source.path, fingerprint=fingerprint, names=meta["names"], images=images,
                    sha256=meta["sha256"], phash=np.array([int(h, 16) for h in meta["phash"]], dtype=np.uint64),
-                   unreadable=[tuple(u) for u in meta["unreadable"]], ignored=meta["ignored"], from_cache=from_cache)
+                   unreadable=[tuple(u) for u in meta["unreadable"]], ignored=meta["ignored"],
+                   from_cache=found is not None)
 
 
-def _build_entry(source: Source, size: int, entry: Path | None) -> Path:
-    """Decode into a temporary folder and move it to ``entry`` (when caching) in one step."""
-    parent = entry.parent if entry else Path(tempfile.gettempdir())
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_entry(entry: Path) -> tuple[dict, np.ndarray] | None:
+    """A cache entry's metadata and its images (memory-mapped), or None, with a warning, when the entry
+    is damaged: ``meta.json`` unreadable, or ``images.npy`` not matching the checksum and size it records."""
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(dir=parent, prefix=".build-"))
-    except OSError as exc:
-        raise EdgeAgeError(f"cannot write the image cache in {parent}: {exc.strerror or exc}") from None
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not _META_KEYS <= set(meta):
+            raise ValueError("meta.json is not the metadata of a cache entry")
+        if _file_sha256(entry / "images.npy") != meta["images_sha256"]:
+            raise ValueError("images.npy does not match its checksum")
+        images = np.load(entry / "images.npy", mmap_mode="r")
+        if images.ndim != 4 or not len(images) == len(meta["names"]) == len(meta["sha256"]) == len(meta["phash"]):
+            raise ValueError("images.npy does not match meta.json")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("image cache entry %s is damaged (%s): decoding the images again", entry, user_message(exc))
+        return None
+    return meta, images
+
+
+def _store(entry: Path, meta: dict, images: np.ndarray) -> None:
+    """Write a cache entry: built in a staging folder beside it and moved into place in one step, replacing
+    a damaged one. When the cache cannot be written (a full disk, a read-only folder) a warning says so and
+    the command carries on without it."""
     try:
-        meta = _decode_all(source, size, work)
-        (work / "meta.json").write_text(json.dumps(meta))
-        if entry is None:
-            return work
+        work = atomic.staging_dir(entry.parent)
+    except EdgeAgeError as exc:
+        log.warning("%s: carrying on without the image cache", exc)
+        return
+    try:
+        np.save(work / "images.npy", images)
+        (work / "meta.json").write_text(to_json({**meta, "images_sha256": _file_sha256(work / "images.npy")}, indent=None))
+        shutil.rmtree(entry, ignore_errors=True)
         try:
             os.replace(work, entry)
-        except OSError:  # another process filled the same entry first
-            shutil.rmtree(work, ignore_errors=True)
-        return entry
-    except BaseException:
+        except OSError:
+            if not (entry / "meta.json").is_file():  # else another process filled the same entry first
+                raise
+    except OSError as exc:
+        log.warning("cannot write the image cache in %s (%s): carrying on without it", entry.parent, user_message(exc))
+    finally:
         shutil.rmtree(work, ignore_errors=True)
-        raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from edge_age.data.names import parse_name
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
 
 
 @dataclass
@@ -153,6 +153,6 @@ def make_video(chips: list[Chip], out: Path, frames: int = 90, fps: float = 15.0
             writer.write(frame)
             truth.append(faces)
         writer.release()
-    atomic.write_text(out.with_suffix(".truth.json"), json.dumps(
-        {"size": size, "fps": fps, "chips": [c.name for c in chips], "paths": paths, "frames": truth}))
+    write_json(out.with_suffix(".truth.json"), {"size": size, "fps": fps, "chips": [c.name for c in chips],
+                                                "paths": paths, "frames": truth}, indent=None)
     return out

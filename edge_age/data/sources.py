@@ -27,6 +27,7 @@ class Source:
     path: Path
     kind: str
     ignored: list[str] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason): files that cannot be read
 
     def image_count(self) -> int | None:
         """How many image files there are, when known without reading the data."""
@@ -42,7 +43,11 @@ class Source:
         h = hashlib.sha256()
         if self.kind == "folder":
             for rel in self._folder_files():
-                st = (self.path / rel).stat()
+                try:
+                    st = (self.path / rel).stat()
+                except OSError:  # a dangling link: counted as unreadable when the files are read
+                    h.update(f"{rel}\tunreadable\n".encode())
+                    continue
                 h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
         else:
             st = self.path.stat()
@@ -50,8 +55,9 @@ class Source:
         return h.hexdigest()
 
     def iter_files(self) -> Iterator[tuple[str, bytes]]:
-        """Yield ``(name, bytes)`` for every image file; other files go to ``ignored``."""
-        self.ignored = []
+        """Yield ``(name, bytes)`` for every image file; other files go to ``ignored``, files that cannot
+        be read (a dangling link, no permission) to ``unreadable``."""
+        self.ignored, self.unreadable = [], []
         if self.kind == "folder":
             yield from self._iter_folder()
         elif self.kind == "zip":
@@ -76,7 +82,14 @@ class Source:
         files = self._folder_files()
         self.ignored = list(self._ignored_files)
         for rel in files:
-            yield rel, (self.path / rel).read_bytes()
+            path = self.path / rel
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                reason = "dangling symbolic link" if path.is_symlink() and not path.exists() else exc.strerror
+                self.unreadable.append((rel, f"cannot be read: {reason or exc}"))
+                continue
+            yield rel, data
 
     def _iter_zip(self) -> Iterator[tuple[str, bytes]]:
         with _open_zip(self.path) as zf:
