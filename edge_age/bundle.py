@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge_age.members import FAMILY_DIR
 from firmware_host import atomic
+from firmware_host.jsonio import write_json
 from firmware_host.errors import EdgeAgeError
 
 BUNDLED_TARGETS = ("int8-qat", "edgetpu")  # what the runtime-only install needs; the rest is one convert away
@@ -113,7 +114,7 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
             facts["keras"][kind] = os.path.relpath((run / file).resolve(), folder.resolve())
     if bench:
         facts.update(bench_latency(bench, staging / Path(facts["files"]["int8-qat"]).name))
-    (staging / "member.json").write_text(json.dumps(facts, indent=1))
+    write_json(staging / "member.json", facts)
     old = Path(str(folder) + ".old")
     shutil.rmtree(old, ignore_errors=True)
     folder.replace(old)

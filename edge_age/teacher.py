@@ -11,7 +11,6 @@ its mirror image, so that a student flipped by augmentation learns the matching 
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from edge_age.models import custom_objects
 from edge_age.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_targets
 from edge_age.tf_setup import keras, tensorflow
 from firmware_host import atomic
+from firmware_host.jsonio import write_json
 from firmware_host.errors import EdgeAgeError
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,6 @@ def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> d
                           np.concatenate(fem_m), meta)
     write_soft_targets(out / "soft_targets.npz", targets)
     save_model(build_teacher(loaded, size, mirror=True), out / "teacher.keras")
-    atomic.write_text(out / "teacher.json", json.dumps(meta, indent=1))
+    write_json(out / "teacher.json", meta)
     log.info("soft targets for %d faces written to %s", len(files), out)
     return meta

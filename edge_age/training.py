@@ -213,7 +213,7 @@ def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) 
     facts = {"input_size": spec.input_size, "chip_resolution": chip_resolution, "color_order": COLOR_ORDER,
              "pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "ages": [0, spec.max_age],
              "age_decode": "softmax_expectation" if spec.head == "ldl" else "value", "gender_decode": "sigmoid_probability"}
-    return atomic.write_text(Path(run) / DEVICE_FILE, json.dumps(facts, indent=1))
+    return write_json(Path(run) / DEVICE_FILE, facts)
 
 
 def read_device_facts(model: Path) -> dict:
