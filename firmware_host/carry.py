@@ -77,13 +77,13 @@ class FlowCarrier:
             self.previous, self.faces, self.points = grey, [], []
             return []
         counts = [len(p) for p in self.points]
-        moved = np.zeros((0, 2), np.float32)
+        moved, found = np.zeros((0, 2), np.float32), np.zeros(0, bool)
         if sum(counts):
             moved, status, _ = cv2.calcOpticalFlowPyrLK(self.previous, grey, np.concatenate(self.points), None, **LK)
             moved, found = moved.reshape(-1, 2), status.ravel() == 1
         faces, points, start = [], [], 0
         for face, before, n in zip(self.faces, self.points, counts):
-            ok = found[start:start + n] if n else np.zeros(0, bool)
+            ok = found[start:start + n]
             after, start = moved[start:start + n][ok], start + n
             if len(after) < MIN_POINTS:
                 continue

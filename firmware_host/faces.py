@@ -22,7 +22,7 @@ def detect_and_crop(image: np.ndarray, detector, size: int, timer: StageTimer | 
     """Faces at least ``min_size`` pixels wide, and their chips (N, size, size, 3) uint8 RGB."""
     timer = timer or StageTimer()
     faces = detect(image, detector, timer, min_size)
-    return faces, crop_faces(image, faces, size, detector.name, timer, resolution)
+    return faces, crop_faces(image, faces, size, detector.name, timer, resolution=resolution)
 
 
 def detect(image: np.ndarray, detector, timer: StageTimer, min_size: int = 0) -> list[Face]:
@@ -31,7 +31,7 @@ def detect(image: np.ndarray, detector, timer: StageTimer, min_size: int = 0) ->
         return [f for f in detector.detect(image) if f.box[2] >= min_size]
 
 
-def crop_faces(image: np.ndarray, faces: list[Face], size: int, detector: str, timer: StageTimer,
+def crop_faces(image: np.ndarray, faces: list[Face], size: int, detector: str, timer: StageTimer, *,
                resolution: int | None = None) -> np.ndarray:
     """The aligned chips (N, size, size, 3) uint8 RGB of ``faces`` found by ``detector`` (its name)."""
     with timer.stage("preprocess"):
@@ -49,7 +49,7 @@ def analyse(image: np.ndarray, detector, model: AgeGenderModel, timer: StageTime
 def predict_faces(image: np.ndarray, faces: list[Face], detector: str, model: AgeGenderModel,
                   timer: StageTimer) -> list[FaceResult]:
     """Age and gender of ``faces`` (found by ``detector``, its name) in ``image``: all chips in one invoke."""
-    chips = crop_faces(image, faces, model.size, detector, timer, model.resolution)
+    chips = crop_faces(image, faces, model.size, detector, timer, resolution=model.resolution)
     if not faces:
         return []
     with timer.stage("infer"):
