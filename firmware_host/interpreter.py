@@ -164,8 +164,9 @@ def invoke(interpreter, pixels: np.ndarray, pixel_scale: float = PIXEL_SCALE,
     return every output, dequantized, by signature name."""
     runner = interpreter.get_signature_runner()
     (in_name, in_detail), = runner.get_input_details().items()
-    if tuple(in_detail["shape"][1:]) != tuple(pixels.shape[1:]):
-        raise EdgeAgeError(f"model expects input {tuple(in_detail['shape'][1:])}, got {tuple(pixels.shape[1:])}")
+    expected = tuple(int(d) for d in in_detail["shape"][1:])  # plain ints: no np.int32(96) in the message
+    if expected != tuple(pixels.shape[1:]):
+        raise EdgeAgeError(f"model expects input {expected}, got {tuple(pixels.shape[1:])}")
     raw = runner(**{in_name: _quantize(pixels, in_detail, pixel_scale, pixel_offset)})
     details = runner.get_output_details()
     return {name: _dequantize(value, details[name]) for name, value in raw.items()}
