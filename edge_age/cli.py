@@ -272,7 +272,7 @@ def evaluate(
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
     import os
 
-    from edge_age.evaluation import evaluate_file, write_json
+    from edge_age.evaluation import evaluate_file
     from edge_age.members import resolve_tflite
 
     model = resolve_tflite(model)
