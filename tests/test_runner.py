@@ -127,6 +127,7 @@ def test_device_errors_are_one_line(model, video, tmp_path):
                       "not compiled for the Edge TPU")
     compiled = tmp_path / "fake_edgetpu.tflite"
     compiled.write_bytes(model.read_bytes() + b"edgetpu-custom-op")
+    compiled.with_suffix(".json").write_bytes(model.with_suffix(".json").read_bytes())  # a valid sidecar beside it
     assert_user_error(run_cli("run", "--model", compiled, "--source", video, "--out", tmp_path, "--delegate", "edgetpu"),
                       "libedgetpu.so.1", "apt install libedgetpu1-std")
     truncated = tmp_path / "cut.tflite"
