@@ -35,7 +35,7 @@ class Server:
                                      stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._collect, daemon=True).start()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a loaded 2-core machine starts TF-free LiteRT slowly
         while not any(" on http://" in line for line in self.lines):
             assert self.proc.poll() is None and time.monotonic() < deadline, "\n".join(self.lines)
             time.sleep(0.1)
