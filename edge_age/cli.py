@@ -449,7 +449,7 @@ def predict(
 
 @app.command()
 def serve(
-    model: Path = ModelOpt,
+    model: Optional[str] = ModelOpt,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free one, printed at start)."),
     threads: int = typer.Option(2, min=1, help="Requests processed at once: one single-threaded interpreter and "
@@ -472,7 +472,9 @@ def serve(
     from firmware_host.serve import ServeOptions
     from firmware_host.serve import serve as run_server
 
-    run_server(ServeOptions(model=model, host=host, port=port, threads=threads, queue=queue,
+    from edge_age.members import resolve_tflite
+
+    run_server(ServeOptions(model=resolve_tflite(model), host=host, port=port, threads=threads, queue=queue,
                             max_body=int(max_body * 2**20), timeout=timeout, detector=detector,
                             detector_model=detector_model, delegate=delegate, library=delegate_library, device=device))
 
