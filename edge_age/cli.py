@@ -468,9 +468,14 @@ def serve(
     import os
 
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))  # a small PNG must not decode to gigabytes
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    from firmware_host.serve import ServeOptions
+    from firmware_host.serve import LOG, ServeOptions
     from firmware_host.serve import serve as run_server
+
+    handler = logging.StreamHandler(sys.stderr)  # one timestamped line per request, beside main()'s warnings
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
 
     from edge_age.members import resolve_tflite
 

@@ -23,7 +23,7 @@ from firmware_host.overlay import draw_face, label
 from firmware_host.predictor import AgeGenderModel
 from firmware_host.stages import StageTimer
 
-LOG = logging.getLogger("edge_age.serve")
+LOG = logging.getLogger("firmware_host.serve")
 SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 
 
