@@ -143,19 +143,27 @@ def sections(report: dict, out: Path) -> list[Section]:
 
 
 def snr_plot(rows: list[dict], path: Path) -> Path:
-    """SNR per layer in graph order, one panel per integer file, the three worst named."""
+    """SNR per layer in graph order, one panel per integer file: bars for the tensor's SNR, dots for the median
+    channel's, the three worst named, the layers a mixed file keeps in float marked."""
     plt = pyplot()
-    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.3 * len(rows)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.4 * len(rows)), sharex=True, squeeze=False)
     for ax, color, r in zip(axes[:, 0], cycle(COLORS), rows):
         layers = r["details"]["layers"]
-        ax.bar([l["index"] for l in layers], [l["snr_db"] for l in layers], color=color, width=0.8)
+        index = [l["index"] for l in layers]
+        ax.bar(index, [l["snr_db"] for l in layers], color=color, width=0.8, alpha=0.75, label="tensor")
+        ax.scatter(index, [l["channel_snr_db"] for l in layers], color="k", s=9, zorder=3, label="median channel")
+        top = max(max(l["snr_db"] for l in layers), 1.0)
         for l in sorted(layers, key=lambda l: l["rank"])[:3]:
-            ax.annotate(f"#{l['rank']} {l['name'][:28]}", (l["index"], l["snr_db"]), fontsize=7, rotation=20,
-                        xytext=(2, 4), textcoords="offset points")
+            ax.annotate(f"#{l['rank']} {l['name'][:28]}", (l["index"], min(l["snr_db"], l["channel_snr_db"])),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points", color="#a00")
+        for i in sorted(set(range(max(index) + 1)) - set(index)) if r["details"].get("kept_float") else ():
+            ax.text(i, top * 0.05, "float", rotation=90, fontsize=7, ha="center", va="bottom", color="#555")
         kind = "added by each op" if r["details"]["layer_method"] == "debugger" else "accumulated"
         ax.set_title(f"{r['target']}: SNR per layer ({kind})", fontsize=9)
+        ax.set_ylim(top=top * 1.3)
         ax.set_ylabel("SNR (dB)")
         ax.grid(True, axis="y", alpha=0.25)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("layer, in graph order")
     fig.tight_layout()
     return save_figure(fig, path)
