@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
+
+if TYPE_CHECKING:
+    from edge_age.workbench import Workbench
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5
@@ -281,13 +285,15 @@ class _Run:
     staging: Path
     out: Path
     resolution: int | None
-    bench: object | None
+    bench: Workbench | None
     int16x8_faces: int
 
     def one(self, name: str, source_path: Path) -> Result:
         t = TARGETS[name]
         if t.calibrated and self.calibration is None:
             return Result(name, "skipped", reason="needs calibration images: pass --data (and --split)")
+        if name == "int8-mixed" and self.bench is None:
+            return Result(name, "skipped", reason="needs validation faces to search with: pass --data (and --split)")
         file = f"age_gender_{name}.tflite"
         path = self.staging / file
         options = {"search": self.bench.search()} if name == "int8-mixed" else {}

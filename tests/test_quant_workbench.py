@@ -40,17 +40,17 @@ def targets(folder) -> dict:
     return {r["target"]: r for r in report["targets"]}
 
 
-def test_every_integer_file_has_its_layers(workbench, converted):
-    found = {**{f"tiny {k}": v for k, v in targets(converted).items()}, **targets(workbench)}
+def check_layers(folder, expected: set[str]) -> None:
+    """Every integer file of a convert run carries finite per-layer measures in graph order, ranked, and its
+    float-against-quantized agreement; the float files carry none."""
     checked = set()
-    for label, row in found.items():
-        name = row["target"]
-        if name not in ("int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"):
-            assert "layers" not in row["details"], label
-            continue
+    for name, row in targets(folder).items():
         d = row["details"]
-        assert d["layer_method"] == ("debugger" if name in ("int8", "int8-mixed") else "interpreter"), label
-        assert d["layers"] and all(LAYER_KEYS <= set(layer) for layer in d["layers"]), label
+        if name not in ("int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"):
+            assert "layers" not in d, name
+            continue
+        assert d["layer_method"] == ("debugger" if name in ("int8", "int8-mixed") else "interpreter"), name
+        assert d["layers"] and all(LAYER_KEYS <= set(layer) for layer in d["layers"]), name
         assert [layer["index"] for layer in d["layers"]] == sorted(layer["index"] for layer in d["layers"])
         assert sorted(layer["rank"] for layer in d["layers"]) == list(range(1, len(d["layers"]) + 1))
         for layer in d["layers"]:
@@ -60,7 +60,18 @@ def test_every_integer_file_has_its_layers(workbench, converted):
         assert out["images"] == len(out["age_float"]) == len(out["age_quantized"]) > 0
         assert 0 <= out["mean_abs_age_diff"] <= out["max_abs_age_diff"] and out["gender_flips"] >= 0
         checked.add(name)
-    assert checked == {"int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"}
+    assert checked == expected
+
+
+def test_new_integer_targets_have_their_layers(workbench):
+    check_layers(workbench, {"int8", "int16x8", "int8-mixed"})
+
+
+def test_qat_files_have_their_layers(converted):
+    """int8-qat and edgetpu, compared with the QAT weights in float, op by op, through the interpreter."""
+    check_layers(converted, {"int8", "int8-qat", "edgetpu"})
+    for name in ("int8-qat", "edgetpu"):
+        assert "without fake quantization" in targets(converted)[name]["details"]["layer_reference"]
 
 
 def test_the_planted_fault_is_ranked_first_and_kept_in_float(workbench):
