@@ -332,16 +332,21 @@ def age_agreement(reference: tuple[np.ndarray, np.ndarray], quantized: tuple[np.
 
 
 def float_twin(qat_model, float_model):
-    """The QAT model's weights in the float model's graph: the QAT file's float reference, without fake quantization."""
+    """The QAT model's weights in the float model's graph: the QAT file's float reference, without fake quantization.
+
+    A QAT wrapper (``quant_<layer>``) holds its layer's weights itself or in the wrapped layer; either way they are
+    found by layer name and weight name.
+    """
+    def key(layer_name: str, weight) -> str:
+        return f"{layer_name.removeprefix('quant_')}/{weight.name.split('/')[-1]}"
+
+    trained = {key(layer.name, w): w for layer in qat_model.layers for w in layer.weights}
     twin = keras().models.clone_model(float_model)
-    qat_layers = {layer.name: layer for layer in qat_model.layers}
     for layer in twin.layers:
-        if not layer.weights:
-            continue
-        source = qat_layers.get(f"quant_{layer.name}") or qat_layers.get(layer.name)
-        inner = getattr(source, "layer", source)
-        if inner is None or len(inner.get_weights()) != len(layer.weights):
-            raise EdgeAgeError(f"the QAT model has no float weights for layer {layer.name}: cannot compare its files "
-                               "layer by layer")
-        layer.set_weights(inner.get_weights())
+        missing = [w.name for w in layer.weights if key(layer.name, w) not in trained]
+        if missing:
+            raise EdgeAgeError(f"the QAT model has no weights {', '.join(missing)} for layer {layer.name}: cannot "
+                               "compare its files layer by layer")
+        if layer.weights:
+            layer.set_weights([trained[key(layer.name, w)].numpy() for w in layer.weights])
     return twin

@@ -321,7 +321,8 @@ class _Run:
                 produced.replace(self.out / produced.name)
         if name == "edgetpu":
             details.update(_edgetpu(self.out / file, self.out))
-        return Result(name, "ok", file, reason=_over_budget(details), details=details)
+        note = _over_budget(details) or (f"validated on {details['validated_on']}" if "validated_on" in details else "")
+        return Result(name, "ok", file, reason=note, details=details)
 
     def _check(self, name: str, source: str, path: Path, details: dict) -> str:
         """Validate ``path`` into ``details``; the reason to reject it, or ""."""
