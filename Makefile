@@ -77,7 +77,7 @@ device-figures: setup
 # The quantization workbench on the reference model and the project's split: every target with its per-layer error
 # (int16x8 validated on INT16X8_FACES faces: its reference kernels take about 40 ms a face), int8-mixed at each of
 # BUDGETS, then int16x8 against int8 and float32 timed with 1 and 2 threads on the CPU, the only delegate here that
-# runs it. About an hour on 2 idle cores (each mixed search verifies up to 24 files on the validation side).
+# runs it. About 30 to 40 minutes on 2 idle cores (each mixed search verifies up to 24 files on the validation side).
 # A quick trial: make quant-figures QUANT_TARGETS=int8,int16x8 BUDGETS=0.1 QUANT_ARGS="--debug-images 20 --calib 50" \
 #   INT16X8_FACES=50 QUANT_OUT=runs/quant-try
 QUANT_TARGETS ?= float32,float16,dynamic,int8,int8-qat,edgetpu,int16x8

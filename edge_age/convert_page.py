@@ -155,7 +155,7 @@ def snr_plot(rows: list[dict], path: Path) -> Path:
         top = max(max(l["snr_db"] for l in layers), 1.0)
         for l in sorted(layers, key=lambda l: l["rank"])[:3]:
             ax.annotate(f"#{l['rank']} {l['name'][:28]}", (l["index"], min(l["snr_db"], l["channel_snr_db"])),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points", color="#a00")
+                        fontsize=7, xytext=(3, 3 + 9 * (l["rank"] - 1)), textcoords="offset points", color="#a00")
         for i in sorted(set(range(max(index) + 1)) - set(index)) if r["details"].get("kept_float") else ():
             ax.text(i, top * 0.05, "float", rotation=90, fontsize=7, ha="center", va="bottom", color="#555")
         kind = "added by each op" if r["details"]["layer_method"] == "debugger" else "accumulated"
