@@ -63,7 +63,7 @@ class Layer:
         return min(self.snr_db, self.channel_snr_db)
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
 class _Sums:
