@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference family family-raw device-figures pipeline-figures
+.PHONY: setup run test reference family family-raw device-figures pipeline-figures quant-figures
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -118,3 +118,23 @@ pipeline-figures: setup
 	    --detect --detector $$d --detect-size $$s --json $(PIPELINE_OUT)/raw/$${d}_$$s.json || exit 1; done; done
 	$(BIN)/edge-age bench $(PIPELINE_MODEL) --duration $(BENCH_DURATION) --threads 2 --out $(PIPELINE_OUT)/bench
 	$(BIN)/python -m edge_age.pipeline_figures $(PIPELINE_OUT)
+
+# The quantization workbench on the reference model and the project's split: every target with its per-layer error
+# (int16x8 validated on INT16X8_FACES faces: its reference kernels take about 40 ms a face), int8-mixed at each of
+# BUDGETS, then int16x8 against int8 and float32 timed with 1 and 2 threads on the CPU, the only delegate here that
+# runs it. About 30 to 40 minutes on 2 idle cores (each mixed search verifies up to 24 files on the validation side).
+# A quick trial: make quant-figures QUANT_TARGETS=int8,int16x8 BUDGETS=0.1 QUANT_ARGS="--debug-images 20 --calib 50" \
+#   INT16X8_FACES=50 QUANT_OUT=runs/quant-try
+QUANT_TARGETS ?= float32,float16,dynamic,int8,int8-qat,edgetpu,int16x8
+BUDGETS ?= 0.1 0.05 0.02
+INT16X8_FACES ?= 500
+QUANT_OUT ?= runs/quant
+QUANT_ARGS ?=
+quant-figures: setup
+	$(BIN)/edge-age data split --out runs/split.csv
+	$(BIN)/edge-age convert --split runs/split.csv --targets $(QUANT_TARGETS) --int16x8-faces $(INT16X8_FACES) \
+		--out $(QUANT_OUT) $(QUANT_ARGS)
+	for b in $(BUDGETS); do $(BIN)/edge-age convert --split runs/split.csv --targets int8-mixed --budget $$b \
+	  --out $(QUANT_OUT)/budget-$$b $(QUANT_ARGS) || exit 1; done
+	files=$$(for t in int16x8 int8 float32; do ls $(QUANT_OUT)/age_gender_$$t.tflite 2>/dev/null; done); \
+	$(BIN)/edge-age bench $$files --split runs/split.csv --limit $(INT16X8_FACES) --threads 1,2 --out $(QUANT_OUT)/bench

@@ -8,10 +8,13 @@ softmax and expected age are computed on the host, where int8 cannot blur them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from edge_age.tf_setup import tensorflow
 from firmware_host.errors import EdgeAgeError
+
+if TYPE_CHECKING:
+    from converters.mixed import Search
 
 
 def _converter(model):
@@ -39,14 +42,26 @@ def dynamic(model, calibration=None) -> bytes:
     return conv.convert()
 
 
-def _full_integer(model, io_type, calibration=None) -> bytes:
-    """Every tensor 8-bit, inputs and outputs of ``io_type``; ranges from ``calibration`` or from QAT."""
+def ptq_converter(model, calibration, activations: int = 8):
+    """A converter set up for full-integer post-training quantization with ``activations``-bit activations
+    (8, or 16 for TFLite's 16x8 mode) and 8-bit weights, calibrated on ``calibration``."""
     tf = tensorflow()
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = calibration
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if activations == 8 else
+                                      tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    return conv
+
+
+def _full_integer(model, io_type, calibration=None, activations: int = 8) -> bytes:
+    """Every tensor integer, inputs and outputs of ``io_type``; ranges from ``calibration`` or from QAT."""
+    tf = tensorflow()
     if calibration is not None:
-        conv.representative_dataset = calibration
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv = ptq_converter(model, calibration, activations)
+    else:
+        conv = _converter(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.inference_input_type = io_type
     conv.inference_output_type = io_type
     return conv.convert()
@@ -69,6 +84,28 @@ def edgetpu(model, calibration=None) -> bytes:
     return _full_integer(model, tensorflow().uint8)
 
 
+def int16x8(model, calibration: Callable[[], Iterable] | None = None) -> bytes:
+    """TFLite's 16x8 mode: 16-bit activations, 8-bit weights, int16 input and output, calibrated like int8.
+
+    XNNPACK has no 16x8 kernels: LiteRT runs it on its reference kernels (tens of times slower than int8).
+    """
+    if calibration is None:
+        raise EdgeAgeError("the int16x8 target needs calibration images")
+    return _full_integer(model, tensorflow().int16, calibration, activations=16)
+
+
+def int8_mixed(model, calibration: Callable[[], Iterable] | None = None, *, search: Search | None = None) -> bytes:
+    """PTQ int8 with the fewest layers kept in float that bring the MAE within a budget (selective quantization).
+
+    ``search`` (``converters.mixed.Search``) scores candidate files and keeps its outcome: layers kept, steps.
+    """
+    if calibration is None:
+        raise EdgeAgeError("the int8-mixed target needs calibration images")
+    if search is None:
+        raise EdgeAgeError("the int8-mixed target needs an accuracy budget and validation faces to search with")
+    return search.run(model, calibration).model
+
+
 @dataclass(frozen=True)
 class Target:
     """One row of the export table."""
@@ -87,7 +124,11 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("int8", "float", True, "CPU / XNNPACK", int8),
     Target("int8-qat", "qat", False, "CPU / XNNPACK", int8_qat),
     Target("edgetpu", "qat", False, "Edge TPU (after edgetpu_compiler)", edgetpu),
+    Target("int16x8", "float", True, "CPU (reference kernels; not XNNPACK, GPU or Edge TPU)", int16x8),
+    Target("int8-mixed", "float", True, "CPU / XNNPACK", int8_mixed),
 )}
+DEFAULT_TARGETS = ("float32", "float16", "dynamic", "int8", "int8-qat", "edgetpu")  # the two slow ones on request
+INTEGER_TARGETS = frozenset({"int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"})  # get the per-layer analysis
 
 
 def target(name: str) -> Target:

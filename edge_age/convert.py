@@ -2,7 +2,8 @@
 
 Files are built in a staging folder and moved into ``--out`` only when their MAE on
 the validation faces is within ``threshold`` years of the float Keras model's, so a
-broken file never replaces a good one.
+broken file never replaces a good one. Every integer file also gets its per-layer
+error and its agreement with the float model (``edge_age.workbench``).
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from converters.targets import TARGETS, target
+from converters.targets import DEFAULT_TARGETS, INTEGER_TARGETS, TARGETS, target
 from edge_age import __version__
 from edge_age.calibration import DEFAULT_MANIFEST, choose, read_manifest
 from edge_age.data.faceset import load_faces, native_size
@@ -22,16 +24,22 @@ from edge_age.data.split import Row, read_split
 from edge_age.models import reference_model
 from edge_age.training import read_device_facts
 from edge_age.progress import track
-from edge_age.report_page import md_table
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import write_json
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 
+if TYPE_CHECKING:
+    from edge_age.workbench import Workbench
+
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_CALIB = 300
+DEFAULT_DEBUG_IMAGES = 100
+DEFAULT_BUDGET = 0.1
+DEFAULT_MAX_FLOAT = 8
+DEFAULT_INT16X8_FACES = 500  # its reference kernels take about 40 ms a face on the reference model
 
 
 @dataclass
@@ -114,10 +122,19 @@ def model_info(path: Path, name: str, source: Path) -> ModelInfo:
                      source_model=source.name, source_sha256=sha256(source), toolkit_version=__version__)
 
 
-def _validate(path: Path, faces: Faces, reference: tuple[np.ndarray, np.ndarray]) -> dict:
+def spread(n: int, k: int) -> np.ndarray:
+    """``k`` indices spread evenly over ``range(n)``."""
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
+def _subset(faces: Faces, idx: np.ndarray) -> Faces:
+    return Faces(faces.images[idx], faces.ages[idx], faces.genders[idx], f"{len(idx)} of {faces.source}")
+
+
+def _validate(path: Path, faces: Faces, reference: tuple[np.ndarray, np.ndarray], progress: str | None = None) -> dict:
     from edge_age.evaluation import predict_tflite
     from edge_age.metrics import age_metrics
-    pred_age, pred_gender = predict_tflite(path, faces.images)
+    pred_age, pred_gender = predict_tflite(path, faces.images, progress=progress)
     m = age_metrics(pred_age, faces.ages, pred_gender, faces.genders)
     m["age_diff_to_keras"] = float(np.mean(np.abs(pred_age - reference[0])))
     m["gender_agreement"] = float(np.mean((pred_gender >= 0.5) == (reference[1] >= 0.5)))
@@ -125,26 +142,37 @@ def _validate(path: Path, faces: Faces, reference: tuple[np.ndarray, np.ndarray]
 
 
 def _describe(path: Path) -> dict:
-    from firmware_host.graph import integer_only, op_counts, read_ops
-    from firmware_host.interpreter import make_interpreter
+    from firmware_host.graph import activation_types, integer_only, op_counts, read_ops
+    from firmware_host.interpreter import coverage, make_interpreter
     from firmware_host.latency import measure
     ops = read_ops(path)
-    times = measure(make_interpreter(path, threads=1), runs=100)
+    interpreter = make_interpreter(path, threads=1)
+    taken = coverage(interpreter)
+    times = measure(interpreter, runs=100)
     return {"size_kb": round(path.stat().st_size / 1024, 1), "ops": op_counts(ops), "integer_only": integer_only(ops),
+            "activations": activation_types(ops), "xnnpack": taken.to_dict(),
             "latency_ms_p50": float(np.median(times) * 1000)}
 
 
 def convert(model: Path | None = None, targets: list[str] | None = None, out: Path = Path("runs/convert"),
             data=None, split: Path | None = None, calib: int = DEFAULT_CALIB, qat: Path | None = None,
-            threshold: float = DEFAULT_THRESHOLD, stratified: bool = True) -> dict:
-    """Build, validate and report every target; raise after reporting when a file was rejected."""
+            threshold: float = DEFAULT_THRESHOLD, stratified: bool = True, *, debug_images: int | None = None,
+            budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
+            int16x8_faces: int = DEFAULT_INT16X8_FACES) -> dict:
+    """Build, validate and report every target; raise after reporting when a file was rejected.
+
+    ``debug_images`` validation faces (default 100, or all when fewer) serve the per-layer analysis; ``budget``,
+    ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all).
+    """
+    from edge_age.convert_page import write_reports
     from edge_age.evaluation import predict_keras
     from edge_age.metrics import age_metrics
     from edge_age.training import load_model
 
-    names = list(targets or TARGETS)
+    names = list(targets or DEFAULT_TARGETS)
     for name in names:
         target(name)
+    _check_options(debug_images, budget, max_float, int16x8_faces)
     out = atomic.writable_dir(out)
     float_path, qat_path = resolve_models(model, qat)
     models = {"float": load_model(float_path)}
@@ -168,6 +196,8 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
         validation = _faces(data, val_rows, size, "test split")
     else:
         validation = calibration
+    if validation is not None and debug_images is not None and debug_images > len(validation.ages):
+        raise EdgeAgeError(f"--debug-images {debug_images} is more than the {len(validation.ages)} validation faces")
     keras_preds, keras_metrics = {}, {}
     if validation is not None:
         for kind, m in models.items():
@@ -181,17 +211,22 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
                     "faces at the model's input size", float_path)
     results: list[Result] = []
     staging = atomic.staging_dir(out)
+    settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces}
     try:
+        bench = None
+        if validation is not None and calibration is not None and set(names) & INTEGER_TARGETS:
+            bench, settings = _workbench(models, calibration, validation, data, split, size, staging, settings,
+                                         debug_images)
+        run = _Run(models, calibration, validation, keras_preds, keras_metrics, threshold, staging, out, resolution,
+                   bench, int16x8_faces)
         for name in track(names, "converting", total=len(names)):
-            results.append(_one(name, models, float_path if TARGETS[name].source == "float" else qat_path,
-                                calibration, validation, keras_preds, keras_metrics, threshold, staging, out,
-                                resolution))
+            results.append(run.one(name, float_path if TARGETS[name].source == "float" else qat_path))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     report = {"toolkit_version": __version__, "float_model": str(float_path), "qat_model": str(qat_path or ""),
               "validation": validation.source if validation else "none (no --data)",
               "calibration": calibration.source if calibration else "none (no --data)",
-              "threshold_years": threshold, "keras": keras_metrics,
+              "threshold_years": threshold, "workbench": settings, "keras": keras_metrics,
               "targets": [r.__dict__ for r in results]}
     write_reports(report, out)
     rejected = [r for r in results if r.status == "rejected"]
@@ -200,38 +235,135 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     return report
 
 
-def _one(name, models, source_path, calibration, validation, keras_preds, keras_metrics, threshold,
-         staging: Path, out: Path, resolution: int | None) -> Result:
-    t = TARGETS[name]
-    if t.calibrated and calibration is None:
-        return Result(name, "skipped", reason="needs calibration images: pass --data (and --split)")
+def _check_options(debug_images: int | None, budget: float, max_float: int, int16x8_faces: int) -> None:
+    if debug_images is not None and debug_images < 1:
+        raise EdgeAgeError(f"--debug-images must be 1 or more, not {debug_images}")
+    if not budget >= 0:
+        raise EdgeAgeError(f"--budget must be 0 or more years, not {budget}")
+    if max_float < 0:
+        raise EdgeAgeError(f"--max-float must be 0 or more, not {max_float}")
+    if int16x8_faces < 0:
+        raise EdgeAgeError(f"--int16x8-faces must be 0 (all) or more, not {int16x8_faces}")
 
+
+def _representative(faces: Faces):
     def representative():
-        for img in calibration.images:
+        for img in faces.images:
             yield [normalize(img[None])]
+    return representative
 
-    file = f"age_gender_{name}.tflite"
-    path = staging / file
-    path.write_bytes(t.build(models[t.source], calibration=representative if t.calibrated else None))
-    info = model_info(path, name, source_path)
-    if resolution:  # the runtime crops faces at this resolution first, as the training chips were
-        info.extra["chip_resolution"] = resolution
-    details = {"source": t.source, "device": t.device, **_describe(path)}
-    if validation is not None:
-        v = _validate(path, validation, keras_preds[t.source])
+
+def _workbench(models, calibration: Faces, validation: Faces, data, split, size: int, staging: Path, settings: dict,
+               debug_images: int | None):
+    """The workbench of the run: debug images spread over the validation faces; the int8-mixed search runs on the
+    split's validation side (the test side stays for the report), or on the validation faces without a split."""
+    from edge_age.evaluation import predict_keras
+    from edge_age.workbench import Workbench
+    n = min(debug_images or DEFAULT_DEBUG_IMAGES, len(validation.ages))
+    search = validation
+    if split:
+        val_rows = read_split(split).side("val")
+        if val_rows:
+            search = _faces(data, val_rows, size, "validation split")
+    float_mae = float(np.mean(np.abs(predict_keras(models["float"], search.images)[0] - search.ages)))
+    bench = Workbench(models, _representative(calibration), validation.images[spread(len(validation.ages), n)],
+                      staging, search_images=search.images, search_ages=search.ages, float_search_mae=float_mae,
+                      budget=settings["budget_years"], max_float=settings["max_float"])
+    return bench, {**settings, "debug_images": n, "search_faces": search.source, "float_search_mae": float_mae}
+
+
+@dataclass
+class _Run:
+    """What every target of one convert run shares."""
+
+    models: dict
+    calibration: Faces | None
+    validation: Faces | None
+    keras_preds: dict
+    keras_metrics: dict
+    threshold: float
+    staging: Path
+    out: Path
+    resolution: int | None
+    bench: Workbench | None
+    int16x8_faces: int
+
+    def one(self, name: str, source_path: Path) -> Result:
+        t = TARGETS[name]
+        if t.calibrated and self.calibration is None:
+            return Result(name, "skipped", reason="needs calibration images: pass --data (and --split)")
+        if name == "int8-mixed" and self.bench is None:
+            return Result(name, "skipped", reason="needs validation faces to search with: pass --data (and --split)")
+        file = f"age_gender_{name}.tflite"
+        path = self.staging / file
+        options = {"search": self.bench.search()} if name == "int8-mixed" else {}
+        path.write_bytes(t.build(self.models[t.source], calibration=_representative(self.calibration)
+                                 if t.calibrated else None, **options))
+        details = {"source": t.source, "device": t.device}
+        try:
+            info = model_info(path, name, source_path)
+            details.update(_describe(path))
+        except EdgeAgeError as exc:
+            return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc}", details)
+        if self.resolution:  # the runtime crops faces at this resolution first, as the training chips were
+            info.extra["chip_resolution"] = self.resolution
+        if options:
+            details.update(_mixed(options["search"], path, self.staging))
+        if self.validation is not None:
+            verdict = self._check(name, t.source, path, details)
+            if self.bench is not None and name in INTEGER_TARGETS:
+                details.update(self.bench.analyse(name, t.source, path, details.get("kept_float_tensors")))
+            if verdict:
+                return Result(name, "rejected", file, verdict, details)
+        write_info(path, info)
+        for produced in list(self.staging.iterdir()):
+            if produced.stem == path.stem:
+                produced.replace(self.out / produced.name)
+        if name == "edgetpu":
+            details.update(_edgetpu(self.out / file, self.out))
+        note = _over_budget(details) or (f"validated on {details['validated_on']}" if "validated_on" in details else "")
+        return Result(name, "ok", file, reason=note, details=details)
+
+    def _check(self, name: str, source: str, path: Path, details: dict) -> str:
+        """Validate ``path`` into ``details``; the reason to reject it, or ""."""
+        faces, reference, float_mae = self.validation, self.keras_preds[source], self.keras_metrics["float"]["mae"]
+        progress = None
+        if name == "int16x8" and 0 < self.int16x8_faces < len(faces.ages):
+            idx = spread(len(faces.ages), self.int16x8_faces)
+            faces, reference = _subset(faces, idx), tuple(r[idx] for r in reference)
+            float_mae = float(np.mean(np.abs(self.keras_preds["float"][0][idx] - faces.ages)))
+            details["validated_on"] = faces.source
+            progress = "validating int16x8"
+        v = _validate(path, faces, reference, progress)
         details.update(v)
-        float_mae = keras_metrics["float"]["mae"]
         details["mae_delta_to_float"] = v["mae"] - float_mae
-        if v["mae"] > float_mae + threshold:
-            return Result(name, "rejected", file, f"MAE {v['mae']:.2f} vs float {float_mae:.2f} "
-                                                  f"(threshold {threshold:.2f} years)", details)
-    write_info(path, info)
-    for produced in staging.iterdir():
-        if produced.name.startswith(path.stem):
-            produced.replace(out / produced.name)
-    if name == "edgetpu":
-        details.update(_edgetpu(out / file, out))
-    return Result(name, "ok", file, details=details)
+        if v["mae"] > float_mae + self.threshold:
+            return f"MAE {v['mae']:.2f} vs float {float_mae:.2f} (threshold {self.threshold:.2f} years)"
+        return ""
+
+
+def _mixed(search, path: Path, staging: Path) -> dict:
+    """The search's outcome, its cost in latency and size against pure int8, and what an Edge TPU would make of it."""
+    from converters.edgetpu import check
+    from firmware_host.interpreter import make_interpreter
+    from firmware_host.latency import measure
+    base = staging / "int8_base.tflite"
+    base.write_bytes(search.debugger.base)
+    p50 = {file: float(np.median(measure(make_interpreter(file, threads=1), runs=100)) * 1000) for file in (base, path)}
+    compat = check(path)
+    return {**search.outcome.to_dict(),
+            "vs_int8": {"int8_latency_ms_p50": p50[base], "latency_ratio": p50[path] / p50[base],
+                        "int8_size_kb": round(base.stat().st_size / 1024, 1),
+                        "size_ratio": path.stat().st_size / base.stat().st_size},
+            "edgetpu": compat.to_dict(), "edgetpu_markdown": compat.to_markdown()}
+
+
+def _over_budget(details: dict) -> str:
+    """The one line that says a mixed file missed its budget, or ""."""
+    if details.get("within_budget", True):
+        return ""
+    return (f"over budget: MAE {details['search_mae']:.3f} on the search faces, float + budget "
+            f"{details['search_target_mae']:.3f}, with {len(details['kept_float'])} layers in float")
 
 
 def _edgetpu(path: Path, out: Path) -> dict:
@@ -241,43 +373,3 @@ def _edgetpu(path: Path, out: Path) -> dict:
     compiled = compile_edgetpu(path, out)
     return {"edgetpu": compat.to_dict(), "edgetpu_markdown": compat.to_markdown(),
             "edgetpu_compiler": {k: str(v) if isinstance(v, Path) else v for k, v in compiled.__dict__.items()}}
-
-
-def _row(r: Result) -> list:
-    d = r.details
-    fmt = lambda k, f: (f.format(d[k]) if k in d else "-")  # noqa: E731
-    return [r.target, r.status, fmt("size_kb", "{:.0f}"), "yes" if d.get("integer_only") else "no" if d else "-",
-            fmt("mae", "{:.2f}"), fmt("mae_delta_to_float", "{:+.2f}"), fmt("cs5", "{:.1%}"),
-            fmt("gender_accuracy", "{:.1%}"), fmt("age_diff_to_keras", "{:.3f}"), fmt("gender_agreement", "{:.1%}"),
-            fmt("latency_ms_p50", "{:.2f}"), r.reason or ""]
-
-
-HEADER = ["target", "status", "KB", "int only", "MAE", "ΔMAE", "CS@5", "gender", "|Δage| to Keras",
-          "gender agree", "p50 ms (1 thread)", "note"]
-
-
-def table(report: dict) -> str:
-    return md_table(HEADER, [_row(Result(**r)) for r in report["targets"]])
-
-
-def write_reports(report: dict, out: Path) -> None:
-    """convert_report.json and convert_report.md, replacing the previous ones as one set."""
-    with atomic.file_set(out) as staging:
-        _write_report_files(report, staging)
-
-
-def _write_report_files(report: dict, out: Path) -> None:
-    write_json(out / "convert_report.json", report)
-    keras_rows = [[k, m["n"], f"{m['mae']:.2f}", f"{m['cs5']:.1%}", f"{m.get('gender_accuracy', float('nan')):.1%}"]
-                  for k, m in report["keras"].items()]
-    md = ["# Conversion report\n", f"Validation: {report['validation']}; calibration: {report['calibration']}; "
-          f"rejection threshold: MAE more than {report['threshold_years']} years above the float model.\n",
-          "## Keras models\n", md_table(["model", "n", "MAE", "CS@5", "gender"], keras_rows) if keras_rows else "none\n",
-          "## TFLite files\n", table(report)]
-    for r in report["targets"]:
-        if "edgetpu" in r["details"]:
-            compiler = r["details"]["edgetpu_compiler"]
-            ran = (f"compiled: `{compiler['model']}`, log `{compiler['log']}`" if compiler["compiled"]
-                   else f"`edgetpu_compiler` is not on PATH here; on a machine that has it run:\n\n    {compiler['command']}")
-            md += ["## Edge TPU compatibility\n", r["details"]["edgetpu_markdown"], ran + "\n"]
-    atomic.write_text(out / "convert_report.md", "\n".join(md))

@@ -61,12 +61,15 @@ def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarr
 
 
 def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, delegate: str = "cpu",
-                   library: str | None = None, device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``."""
+                   library: str | None = None, device: str | None = None,
+                   progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress`` names a
+    progress bar over the batches (for slow files)."""
     from firmware_host.interpreter import invoke, make_interpreter, pick_outputs
     interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
     ages, genders = [], []
-    for start in range(0, len(images), batch):
+    starts = range(0, len(images), batch)
+    for start in (track(starts, progress, total=len(starts)) if progress else starts):
         age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
         ages.append(_ages_from_output(age))
         genders.append(gender)

@@ -75,8 +75,12 @@ def load_delegate(delegate: str, library: str | None = None, device: str | None 
 
 
 def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str = "cpu",
-                     library: str | None = None, device: str | None = None):
-    """A ready (allocated) interpreter for a ``.tflite`` file on ``delegate`` (cpu = XNNPACK)."""
+                     library: str | None = None, device: str | None = None, *, keep_tensors: bool = False):
+    """A ready (allocated) interpreter for a ``.tflite`` file on ``delegate`` (cpu = XNNPACK).
+
+    ``keep_tensors`` keeps every intermediate tensor readable after ``invoke`` and runs LiteRT's built-in
+    kernels without XNNPACK (which would fuse ops and never write their outputs).
+    """
     path = Path(model)
     if not path.is_file():
         raise EdgeAgeError(f"model file {path} does not exist")
@@ -86,9 +90,12 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
     if compiled and delegate != "edgetpu":
         raise EdgeAgeError(f"{path} is compiled for the Edge TPU and runs only with --delegate edgetpu")
     loaded = load_delegate(delegate, library, device)
+    litert = _litert()
+    debug = dict(experimental_preserve_all_tensors=True,
+                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
     try:
-        interpreter = _litert().Interpreter(model_path=str(path), num_threads=threads,
-                                            experimental_delegates=[loaded] if loaded else None)
+        interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
+                                         experimental_delegates=[loaded] if loaded else None, **debug)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EdgeAgeError(f"{path} is not a valid TFLite model: {str(exc).splitlines()[0][:200]}") from None

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from converters.targets import TARGETS
+from converters.targets import DEFAULT_TARGETS
 from firmware_host.graph import integer_only, io_types, read_ops
 from firmware_host.model_info import read_info
 from tests.conftest import UTK64, assert_user_error, copy_slice, run_cli, sample_names
@@ -12,10 +12,10 @@ from tests.conftest import UTK64, assert_user_error, copy_slice, run_cli, sample
 
 def test_every_target_is_built_and_reported(converted):
     report = json.loads((converted / "convert_report.json").read_text())
-    assert [r["target"] for r in report["targets"]] == list(TARGETS)
+    assert [r["target"] for r in report["targets"]] == list(DEFAULT_TARGETS)
     assert all(r["status"] == "ok" for r in report["targets"])
     md = (converted / "convert_report.md").read_text()
-    for name in TARGETS:
+    for name in DEFAULT_TARGETS:
         assert (converted / f"age_gender_{name}.tflite").stat().st_size > 10_000
         assert f"| {name} | ok |" in md
     for row in report["targets"]:
@@ -48,7 +48,7 @@ def test_edgetpu_file_maps_fully(converted):
 
 
 def test_sidecar_round_trips_and_describes_the_file(converted):
-    for name in TARGETS:
+    for name in DEFAULT_TARGETS:
         path = converted / f"age_gender_{name}.tflite"
         info = read_info(path)
         assert info.to_dict() == json.loads(path.with_suffix(".json").read_text())
