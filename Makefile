@@ -93,7 +93,7 @@ device-figures: setup
 # model. About 35 minutes on 2 cores. A quick look: make pipeline-figures DETECT_SIZES="0 320" DETECT_EVERYS="1 3"
 # PIPELINE_FRAMES=30 PIPELINE_PHOTOS=20 BENCH_DURATION=20
 PIPELINE_OUT ?= runs/pipeline
-PIPELINE_MODEL ?= runs/convert/age_gender_int8-qat.tflite
+PIPELINE_MODEL ?= s
 PIPELINE_DETECTORS ?= $(DETECTORS)
 DETECT_SIZES ?= 0 480 320 240
 DETECT_EVERYS ?= 1 2 3 5
@@ -119,7 +119,7 @@ pipeline-figures: setup
 	$(BIN)/edge-age bench $(PIPELINE_MODEL) --duration $(BENCH_DURATION) --threads 2 --out $(PIPELINE_OUT)/bench
 	$(BIN)/python -m edge_age.pipeline_figures $(PIPELINE_OUT)
 
-# The quantization workbench on the reference model and the project's split: every target with its per-layer error
+# The quantization workbench on the default member (s, as `make family` leaves it) and the project's split: every target with its per-layer error
 # (int16x8 validated on INT16X8_FACES faces: its reference kernels take about 40 ms a face), int8-mixed at each of
 # BUDGETS, then int16x8 against int8 and float32 timed with 1 and 2 threads on the CPU, the only delegate here that
 # runs it. About 30 to 40 minutes on 2 idle cores (each mixed search verifies up to 24 files on the validation side).
@@ -129,12 +129,13 @@ QUANT_TARGETS ?= float32,float16,dynamic,int8,int8-qat,edgetpu,int16x8
 BUDGETS ?= 0.1 0.05 0.02
 INT16X8_FACES ?= 500
 QUANT_OUT ?= runs/quant
+QUANT_MODEL ?= runs/family/s/model.keras
 QUANT_ARGS ?=
 quant-figures: setup
 	$(BIN)/edge-age data split --out runs/split.csv
-	$(BIN)/edge-age convert --split runs/split.csv --targets $(QUANT_TARGETS) --int16x8-faces $(INT16X8_FACES) \
+	$(BIN)/edge-age convert $(QUANT_MODEL) --split runs/split.csv --targets $(QUANT_TARGETS) --int16x8-faces $(INT16X8_FACES) \
 		--out $(QUANT_OUT) $(QUANT_ARGS)
-	for b in $(BUDGETS); do $(BIN)/edge-age convert --split runs/split.csv --targets int8-mixed --budget $$b \
+	for b in $(BUDGETS); do $(BIN)/edge-age convert $(QUANT_MODEL) --split runs/split.csv --targets int8-mixed --budget $$b \
 	  --out $(QUANT_OUT)/budget-$$b $(QUANT_ARGS) || exit 1; done
 	files=$$(for t in int16x8 int8 float32; do ls $(QUANT_OUT)/age_gender_$$t.tflite 2>/dev/null; done); \
 	$(BIN)/edge-age bench $$files --split runs/split.csv --limit $(INT16X8_FACES) --threads 1,2 --out $(QUANT_OUT)/bench
