@@ -15,6 +15,19 @@ from firmware_host.jsonio import to_json, write_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show TensorFlow's and LiteRT's own log "
+                                 "lines (absl, oneDNN, CUDA, the XNNPACK delegate), hidden by default."),
+) -> None:
+    """Face age and gender estimation from training to small devices."""
+    if verbose:
+        from firmware_host.quiet import set_verbose
+        set_verbose()
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Read, audit and split UTKFace-style face crops.")
 app.add_typer(data_app, name="data")
 

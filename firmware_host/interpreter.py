@@ -17,6 +17,7 @@ import numpy as np
 
 from firmware_host.errors import EdgeAgeError
 from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
+from firmware_host.quiet import native_quiet
 
 DELEGATES = ("cpu", "gpu", "edgetpu")
 GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
@@ -94,9 +95,10 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
     debug = dict(experimental_preserve_all_tensors=True,
                  experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
     try:
-        interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
-                                         experimental_delegates=[loaded] if loaded else None, **debug)
-        interpreter.allocate_tensors()
+        with native_quiet():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
+                                             experimental_delegates=[loaded] if loaded else None, **debug)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EdgeAgeError(f"{path} is not a valid TFLite model: {str(exc).splitlines()[0][:200]}") from None
     return interpreter
