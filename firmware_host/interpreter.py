@@ -61,10 +61,13 @@ def load_delegate(delegate: str, library: str | None = None, device: str | None 
     if delegate == "cpu":
         return None
     path = _library(delegate, library)
-    try:
-        ctypes.CDLL(path)  # checked first: a failed load_delegate leaves a noisy half-made object behind
+    try:  # checked first: a failed load_delegate leaves a noisy half-made object behind
+        library_handle = ctypes.CDLL(path)
     except OSError:
         raise EdgeAgeError(f"{delegate} delegate library {path} cannot be loaded: {_INSTALL[delegate]}") from None
+    if not all(hasattr(library_handle, f"tflite_plugin_{verb}_delegate") for verb in ("create", "destroy")):
+        raise EdgeAgeError(f"{path} is not a {delegate} delegate library: it has no LiteRT delegate entry points "
+                           "(tflite_plugin_create_delegate)")
     options = {"device": device} if delegate == "edgetpu" and device else {}
     try:
         return _litert().load_delegate(path, options)
