@@ -500,7 +500,6 @@ def serve(
     import logging
     import os
 
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))  # a small PNG must not decode to gigabytes
     from firmware_host.serve import LOG, ServeOptions
     from firmware_host.serve import serve as run_server
 

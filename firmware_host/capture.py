@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from firmware_host import images
 from firmware_host.errors import EdgeAgeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -49,7 +50,7 @@ class ImageSource:
     def frames(self) -> Iterator[Frame]:
         for i, path in enumerate(self.files):
             start = time.perf_counter()
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image, _ = images.read(path, cv2.IMREAD_UNCHANGED)  # unreadable, over the pixel limit: skipped
             if image is None or image.ndim not in (2, 3):
                 self.skipped.append(path.name)
                 continue
