@@ -103,16 +103,19 @@ def soak(*, data: Path, out: Path, seconds: float, every: float, max_fps: float,
     wait_for_stream(base, run)
     viewer = Viewer(base + "stream.mjpg")
     viewer.start()
-    start, due, samples = time.monotonic(), 0.0, []
+    start, due, samples, latest = time.monotonic(), 0.0, [], None
     while run.poll() is None:
-        if time.monotonic() - start >= due:
-            try:
-                samples.append({"t_s": round(time.monotonic() - start, 1), **sample(run.pid)})
-            except (OSError, StopIteration):  # the run ended between poll() and the sample
-                break
-            print(f"soak: {samples[-1]}", file=sys.stderr)
+        try:  # every half second, so that the last sample is taken just before the run ends
+            latest = {"t_s": round(time.monotonic() - start, 1), **sample(run.pid)}
+        except (OSError, StopIteration):  # the run ended between poll() and the sample
+            break
+        if latest["t_s"] >= due:
+            samples.append(latest)
+            print(f"soak: {latest}", file=sys.stderr)
             due += every
         time.sleep(0.5)
+    if latest and (not samples or latest is not samples[-1]):
+        samples.append(latest)
     run.wait()
     report = json.loads((out / "run" / "run_report.json").read_text())
     result = summary(samples, report, viewer, seconds)

@@ -211,3 +211,11 @@ def test_mjpeg_server_on_ipv6():
         assert json.loads(urllib.request.urlopen(server.url + "stats.json", timeout=10).read()) == {"frame": 2}
     finally:
         server.close()
+
+
+def test_soak_samples_a_real_process():
+    import os
+
+    from edge_age.soak import sample
+    taken = sample(os.getpid())
+    assert taken["rss_mib"] > 10 and taken["open_files"] >= 3
