@@ -498,7 +498,6 @@ def serve(
 ) -> None:
     """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
     import logging
-    import os
 
     from firmware_host.serve import LOG, ServeOptions
     from firmware_host.serve import serve as run_server
