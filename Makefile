@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference family family-raw device-figures pipeline-figures quant-figures
+.PHONY: setup run test reference family family-raw device-figures pipeline-figures quant-figures soak
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -139,3 +139,12 @@ quant-figures: setup
 	  --out $(QUANT_OUT)/budget-$$b $(QUANT_ARGS) || exit 1; done
 	files=$$(for t in int16x8 int8 float32; do ls $(QUANT_OUT)/age_gender_$$t.tflite 2>/dev/null; done); \
 	$(BIN)/edge-age bench $$files --split runs/split.csv --limit $(INT16X8_FACES) --threads 1,2 --out $(QUANT_OUT)/bench
+
+# Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
+# frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into
+# runs/soak/soak.json and soak.md (RSS at 1 min and at the end, peak open files, frames, fps). A quick check:
+# make soak SOAK_SECONDS=90
+SOAK_SECONDS ?= 3600
+SOAK_FPS ?= 10
+soak: setup
+	$(BIN)/python -m edge_age.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak

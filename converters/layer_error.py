@@ -299,8 +299,10 @@ def _model_interpreter(model: bytes, keep_tensors: bool = False):
     litert = _litert()
     debug = dict(experimental_preserve_all_tensors=True,
                  experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
-    interpreter = litert.Interpreter(model_content=model, **debug)
-    interpreter.allocate_tensors()
+    from firmware_host.quiet import native_quiet
+    with native_quiet():
+        interpreter = litert.Interpreter(model_content=model, **debug)
+        interpreter.allocate_tensors()
     return interpreter
 
 

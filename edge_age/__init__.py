@@ -1,6 +1,8 @@
 """edge-age: face age and gender estimation from training to small devices."""
 from importlib.metadata import PackageNotFoundError, version
 
+import firmware_host  # noqa: F401  (sets the one pixel limit before OpenCV loads)
+
 try:
     __version__ = version("edge-age")
 except PackageNotFoundError:  # running from a source tree

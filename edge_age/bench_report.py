@@ -11,7 +11,7 @@ from edge_age import bench_plots, bench_sustained
 from edge_age.report_page import data_uri, html_page, html_table, md_table, pyplot
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
+from firmware_host.jsonio import check_schema, write_json
 from firmware_host.windows import DRIFT
 
 SCHEMA = "edge-age-bench"
@@ -48,6 +48,8 @@ def load_bench(path: str | Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in bench]
     if missing:
         raise EdgeAgeError(f"{path} is a damaged bench file: it has no {', '.join(missing)}")
+    if bench["schema_version"] == SCHEMA_VERSION:
+        check_schema(bench, SCHEMA_FILE, f"{path} is a damaged bench file")
     try:  # what the report reads
         names = {m["name"]: (m["size_bytes"], m["sha256"], dict(m["accuracy"])) for m in bench["models"]}
         for row in bench["latency"]:

@@ -15,6 +15,19 @@ from firmware_host.jsonio import to_json, write_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show TensorFlow's and LiteRT's own log "
+                                 "lines (absl, oneDNN, CUDA, the XNNPACK delegate), hidden by default."),
+) -> None:
+    """Face age and gender estimation from training to small devices."""
+    if verbose:
+        from firmware_host.quiet import set_verbose
+        set_verbose()
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Read, audit and split UTKFace-style face crops.")
 app.add_typer(data_app, name="data")
 
@@ -22,6 +35,8 @@ SkipBadLabelsOpt = typer.Option(False, "--skip-bad-labels", help="Skip and count
                                 "0..116, gender not 0/1/empty, a file listed twice) instead of stopping at the first.")
 DataArg = typer.Argument(None, help="Folder or .tar/.tar.gz/.zip of face crops [default: $EDGE_AGE_DATA].",
                          show_default=False)
+ChipsArg = typer.Argument(None, help="Folder of face chips (not an archive) [default: $EDGE_AGE_DATA].",
+                          show_default=False)
 
 
 @data_app.command("audit")
@@ -125,7 +140,7 @@ def _chips(data: Optional[Path], count: Optional[int], seed: int, split: Optiona
 
 @data_app.command("photos")
 def data_photos(
-    data: Optional[Path] = DataArg,
+    data: Optional[Path] = ChipsArg,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the photos and labels.csv."),
     count: Optional[int] = typer.Option(None, min=1, help="Number of photos [default: one per chip]."),
     split: Optional[Path] = typer.Option(None, help="Only chips on one side of this split."),
@@ -146,7 +161,7 @@ def data_photos(
 
 @data_app.command("video")
 def data_video(
-    data: Optional[Path] = DataArg,
+    data: Optional[Path] = ChipsArg,
     out: Path = typer.Option(..., "--out", "-o", help="Video file to write (.avi, Motion JPEG)."),
     faces: int = typer.Option(4, min=1, max=12, help="Faces in the video."),
     churn: bool = typer.Option(True, help="With 2 or more faces, one leaves and one enters half-way."),
@@ -399,6 +414,10 @@ def run(
                                      "forward by optical flow (and still inferred). 1 = detect every frame."),
     overlap: bool = typer.Option(False, "--overlap/--no-overlap", help="Draw and encode the annotated frames on a "
                                  "second thread."),
+    loop: bool = typer.Option(False, "--loop", help="Start a video file again at its end (until --max-frames, "
+                              "--duration, Ctrl-C or SIGTERM)."),
+    max_fps: Optional[float] = typer.Option(None, help="Process at most this many frames per second (a video file "
+                                            "is then read at that pace; a camera's extra frames are dropped)."),
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
     from edge_age.members import resolve_tflite
@@ -408,7 +427,8 @@ def run(
     report = run_pipeline(RunOptions(resolve_tflite(model), source, out, delegate, threads, delegate_library, device,
                                      detector, detector_model, width, height, fps, video, jsonl, serve, show, max_frames,
                                      min_face, smoothing, detect_size=detect_size, detect_every=detect_every,
-                                     duration=duration, window_s=window, overlap=overlap))
+                                     duration=duration, window_s=window, overlap=overlap, loop=loop,
+                                     max_fps=max_fps))
     stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in report["stages"].items() if v.get("count"))
     typer.echo(f"{report['frames']} frames, {report['faces']} faces, {report['tracks']} tracks, {report['fps']:.1f} fps "
                f"({report['detector']} at {report['detect_size'] or 'full frame'}, every {report['detect_every']}: "
@@ -478,9 +498,7 @@ def serve(
 ) -> None:
     """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
     import logging
-    import os
 
-    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(50_000_000))  # a small PNG must not decode to gigabytes
     from firmware_host.serve import LOG, ServeOptions
     from firmware_host.serve import serve as run_server
 

@@ -136,6 +136,7 @@ def detected_faces(data: Path, size: int, labels: Path, detector, resolution: in
     also the photos where no face was found (left out of the scores)."""
     import cv2
 
+    from firmware_host import images
     from firmware_host.faces import detect_and_crop
 
     rows, bad = read_labels(labels, skip_bad_labels)
@@ -143,9 +144,9 @@ def detected_faces(data: Path, size: int, labels: Path, detector, resolution: in
         raise EdgeAgeError(f"labels file {labels} lists no photos")
     chips, kept, missed = [], [], []
     for row in track(rows, "detecting faces", len(rows)):
-        image = cv2.imread(str(Path(data) / row[0]), cv2.IMREAD_UNCHANGED)
+        image, reason = images.read(Path(data) / row[0], cv2.IMREAD_UNCHANGED)
         if image is None:
-            raise EdgeAgeError(f"cannot read photo {Path(data) / row[0]}")
+            raise EdgeAgeError(f"cannot read photo {Path(data) / row[0]}: {reason}")
         faces, crops = detect_and_crop(image, detector, size, resolution=resolution)
         if not faces:
             missed.append(row[0])

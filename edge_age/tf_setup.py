@@ -1,18 +1,34 @@
-"""TensorFlow and tf_keras, imported on first use with the settings tfmot needs."""
+"""TensorFlow and tf_keras, imported on first use with the settings tfmot needs; their own log lines (absl,
+oneDNN, CUDA) are hidden unless ``edge-age --verbose``."""
 from __future__ import annotations
 
+import logging
 import os
+
+from firmware_host.quiet import native_quiet, verbose
+
+_ready = False
 
 
 def keras():
     """The ``tf_keras`` module (Keras 2): tensorflow-model-optimization works only with it."""
+    global _ready
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tf_keras
+        with native_quiet():  # the lines printed before absl starts, and cuInit's at the first op
+            import tf_keras
+            if not _ready:
+                import tensorflow as tf
+                tf.constant([1.0]) * 2
     except ImportError:
         from firmware_host.errors import EdgeAgeError
         raise EdgeAgeError("training and conversion need TensorFlow: pip install 'edge-age[train]'") from None
+    if not _ready and not verbose():
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    _ready = True
     return tf_keras
 
 

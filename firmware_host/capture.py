@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from firmware_host import images
 from firmware_host.errors import EdgeAgeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -49,7 +50,7 @@ class ImageSource:
     def frames(self) -> Iterator[Frame]:
         for i, path in enumerate(self.files):
             start = time.perf_counter()
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image, _ = images.read(path, cv2.IMREAD_UNCHANGED)  # unreadable, over the pixel limit: skipped
             if image is None or image.ndim not in (2, 3):
                 self.skipped.append(path.name)
                 continue
@@ -64,8 +65,11 @@ class VideoSource:
     """OpenCV ``VideoCapture`` on a camera index, a file or a stream URL; live ones reopen with back-off."""
 
     def __init__(self, target: int | str, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, retries: int = 5, backoff_s: float = 0.5):
+                 fps: float | None = None, retries: int = 5, backoff_s: float = 0.5, *, loop: bool = False):
         self.target, self.live = target, isinstance(target, int) or str(target).startswith(STREAM_PREFIXES)
+        if loop and self.live:
+            raise EdgeAgeError(f"--loop rewinds video files; {target} is a camera or a stream")
+        self.loop, self.loops = loop, 0
         self.settings = {cv2.CAP_PROP_FRAME_WIDTH: width, cv2.CAP_PROP_FRAME_HEIGHT: height, cv2.CAP_PROP_FPS: fps}
         self.retries, self.backoff_s = retries, backoff_s
         self.description = f"camera {target}" if isinstance(target, int) else str(target)
@@ -98,14 +102,26 @@ class VideoSource:
                 return True
         return False
 
+    def _rewind(self) -> bool:
+        """Start a video file again from its first frame (``--loop``)."""
+        self.capture.release()
+        capture = self._open()
+        if capture is None:
+            return False
+        self.capture, self.loops = capture, self.loops + 1
+        return True
+
     def frames(self) -> Iterator[Frame]:
-        index = 0
+        index = rewound_at = 0
         try:
             while True:
                 start = time.perf_counter()
                 ok, image = self.capture.read()
                 if not ok:
                     if not self.live:
+                        if self.loop and index > rewound_at and self._rewind():  # a file that yields no frame ends
+                            rewound_at = index
+                            continue
                         return
                     print(f"edge-age: {self.description} stopped delivering frames; reopening", file=sys.stderr)
                     if not self._reopen():
@@ -150,20 +166,24 @@ class PiCameraSource:
             self.camera.stop()
 
 
-def open_source(spec: str, width: int | None = None, height: int | None = None, fps: float | None = None):
-    """The source named by ``spec``: a camera index, ``picamera``, a stream URL, a video, an image or a folder."""
+def open_source(spec: str, width: int | None = None, height: int | None = None, fps: float | None = None, *,
+                loop: bool = False):
+    """The source named by ``spec``: a camera index, ``picamera``, a stream URL, a video, an image or a folder;
+    ``loop`` starts a video file again at its end."""
     if spec.isdigit():
-        return VideoSource(int(spec), width, height, fps)
-    if spec.lower() in PICAMERA:
-        return PiCameraSource(width, height, fps)
-    if spec.startswith(STREAM_PREFIXES):
-        return VideoSource(spec, width, height, fps)
+        return VideoSource(int(spec), width, height, fps, loop=loop)
+    if spec.lower() in PICAMERA or spec.startswith(STREAM_PREFIXES):
+        if loop:
+            raise EdgeAgeError(f"--loop rewinds video files; {spec} is a camera or a stream")
+        return PiCameraSource(width, height, fps) if spec.lower() in PICAMERA else VideoSource(spec, width, height, fps)
     path = Path(spec)
     if not path.exists():
         raise EdgeAgeError(f"source {spec} is not a camera index, a stream URL or an existing file or folder")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        if loop:
+            raise EdgeAgeError(f"--loop rewinds video files; {spec} is an image or a folder")
         return ImageSource(path)
-    return VideoSource(str(path))
+    return VideoSource(str(path), loop=loop)
 
 
 class LatestFrames:

@@ -17,6 +17,7 @@ import numpy as np
 
 from firmware_host.errors import EdgeAgeError
 from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
+from firmware_host.quiet import native_quiet
 
 DELEGATES = ("cpu", "gpu", "edgetpu")
 GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
@@ -60,10 +61,13 @@ def load_delegate(delegate: str, library: str | None = None, device: str | None 
     if delegate == "cpu":
         return None
     path = _library(delegate, library)
-    try:
-        ctypes.CDLL(path)  # checked first: a failed load_delegate leaves a noisy half-made object behind
+    try:  # checked first: a failed load_delegate leaves a noisy half-made object behind
+        library_handle = ctypes.CDLL(path)
     except OSError:
         raise EdgeAgeError(f"{delegate} delegate library {path} cannot be loaded: {_INSTALL[delegate]}") from None
+    if not all(hasattr(library_handle, f"tflite_plugin_{verb}_delegate") for verb in ("create", "destroy")):
+        raise EdgeAgeError(f"{path} is not a {delegate} delegate library: it has no LiteRT delegate entry points "
+                           "(tflite_plugin_create_delegate)")
     options = {"device": device} if delegate == "edgetpu" and device else {}
     try:
         return _litert().load_delegate(path, options)
@@ -94,9 +98,10 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
     debug = dict(experimental_preserve_all_tensors=True,
                  experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
     try:
-        interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
-                                         experimental_delegates=[loaded] if loaded else None, **debug)
-        interpreter.allocate_tensors()
+        with native_quiet():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
+                                             experimental_delegates=[loaded] if loaded else None, **debug)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EdgeAgeError(f"{path} is not a valid TFLite model: {str(exc).splitlines()[0][:200]}") from None
     return interpreter

@@ -57,6 +57,8 @@ class RunOptions:
     duration: float | None = None
     window_s: float = WINDOW_S
     overlap: bool = False
+    loop: bool = False
+    max_fps: float | None = None
 
 
 def _record(frame, tracks, results, times: dict) -> dict:
@@ -69,8 +71,12 @@ def _record(frame, tracks, results, times: dict) -> dict:
             "ms": times}
 
 
+class Stopped(BaseException):
+    """SIGTERM (``systemctl stop``): a clean stop, reported and exited with status 0."""
+
+
 def _sigterm(signum, frame):
-    raise KeyboardInterrupt
+    raise Stopped
 
 
 class Run:
@@ -82,6 +88,8 @@ class Run:
         check_every(options.detect_every)
         check_seconds(options.duration, "--duration")
         check_seconds(options.window_s, "--window")
+        if options.max_fps is not None and options.max_fps <= 0:
+            raise EdgeAgeError(f"--max-fps must be more than 0, not {options.max_fps:g}")
         if options.show:
             from firmware_host.sinks import display_available
             if not display_available():
@@ -91,7 +99,7 @@ class Run:
         self.detector = make_detector(options.detector, options.detector_model, threads=options.threads,
                                       detect_size=options.detect_size)
         self.finder = FaceFinder(self.detector, options.detect_every, options.min_face)
-        self.source = open_source(options.source, options.width, options.height, options.fps)
+        self.source = open_source(options.source, options.width, options.height, options.fps, loop=options.loop)
         self.sinks, self.images = [], []
         try:
             self._open_sinks(options)
@@ -127,6 +135,7 @@ class Run:
         fps = 0.0
         try:
             for frame in reader:
+                began = time.perf_counter()
                 self.timer.add("capture", frame.grab_s)
                 faces = self.finder.find(frame.image, self.timer)
                 results = predict_faces(frame.image, faces, self.detector.name, self.model, self.timer)
@@ -143,6 +152,8 @@ class Run:
                     sink.write(record)
                 if self.images and self.outputs.send(record):
                     return
+                if self.o.max_fps:  # a frame-rate cap: wait out the rest of this frame's share of a second
+                    time.sleep(max(0.0, began + 1 / self.o.max_fps - time.perf_counter()))
                 now = time.perf_counter()
                 self.windows.add(times, now)
                 self.frame_seconds.append(now - last)
@@ -167,6 +178,7 @@ class Run:
             "frames": self.frames, "faces": self.faces, "tracks": self.tracker.next_id - 1,
             "dropped_frames": self.reader.dropped if self.reader else 0,
             "skipped_files": self.source.skipped, "source_reopened": getattr(self.source, "reopened", 0),
+            "source_loops": getattr(self.source, "loops", 0), "max_fps": self.o.max_fps,
             "wall_s": round(wall, 3), "fps": round(self.frames / wall, 3) if wall > 0 else 0.0,
             "frame_interval": summarize(per_frame), "stages": self.timer.summary(),
             **self.pipeline_report(),
@@ -211,15 +223,33 @@ class Run:
         return report, error
 
 
+def _early_report(options: RunOptions, exc: BaseException) -> None:
+    """``run_report.json`` for a run that failed before its first frame (a missing delegate, a bad source)."""
+    report = {"format": REPORT_FORMAT, "status": "failed", "error": user_message(exc), "model": str(options.model),
+              "source": options.source, "delegate": options.delegate, "threads": options.threads,
+              "detector": options.detector, "frames": 0, "faces": 0, "system": system_info.describe()}
+    try:
+        write_json(atomic.writable_dir(options.out) / "run_report.json", report)
+    except EdgeAgeError:
+        pass  # the first error is the one to show
+
+
 def run(options: RunOptions) -> dict:
-    """Run the pipeline until the input ends (or Ctrl-C); returns and writes ``run_report.json``."""
+    """Run the pipeline until the input ends, Ctrl-C or SIGTERM (status "stopped", a clean exit); returns and
+    writes ``run_report.json``, also when the run fails before its first frame."""
     thermal_before = system_info.thermal_state()
     started = time.perf_counter()
-    job = Run(options)
+    try:
+        job = Run(options)
+    except (EdgeAgeError, OSError) as exc:
+        _early_report(options, exc)
+        raise
     previous = signal.signal(signal.SIGTERM, _sigterm)
     status, error = "finished", None
     try:
         job.loop()
+    except Stopped:
+        status = "stopped"
     except KeyboardInterrupt:
         status = "interrupted"
     except (EdgeAgeError, OSError) as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from firmware_host import images
 from firmware_host.detectors import make_detector
 from firmware_host.errors import EdgeAgeError
 from firmware_host.faces import analyse, largest
@@ -44,16 +45,12 @@ def image_kind(data: bytes) -> str | None:
 
 def decode(data: bytes) -> np.ndarray:
     """BGR pixels of an encoded image (EXIF rotation applied, alpha dropped, grey made colour), or a 400."""
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # raised for an image over OPENCV_IO_MAX_IMAGE_PIXELS
-        if "PIXELS" not in str(exc):
-            raise
-        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "OpenCV's limit")
-        raise RequestError(400, f"the image has more pixels than the limit of {limit}") from None
-    if image is None:
-        raise RequestError(400, f"the {image_kind(data)} image does not decode (damaged or truncated)")
-    return image
+    image, reason = images.decode(data, cv2.IMREAD_COLOR)
+    if image is not None:
+        return image
+    if reason.startswith("over the pixel limit"):
+        raise RequestError(400, f"the image has more pixels than the limit of {images.max_pixels()}")
+    raise RequestError(400, f"the {image_kind(data)} image does not decode (damaged or truncated)")
 
 
 @dataclass(frozen=True)

@@ -383,3 +383,25 @@ def test_no_cache_on_a_full_disk(small_disk, tmp_path, monkeypatch, caplog):
     faces = load_faces(data)
     assert len(faces.names) == 200 and not faces.from_cache
     assert "cannot write the image cache" in caplog.text and not hidden(small_disk / "cache" / "faces")
+
+
+def test_convert_bench_and_report_sweep_leftovers_of_dead_processes(model, tmp_path):
+    """Leftovers named after a process that no longer runs (a hard kill) go on the next write into the folder."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    def plant(folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f".staging.pid{dead.pid}.abc").mkdir()
+        (folder / f".staging.pid{dead.pid}.abc" / "age_gender_float32.tflite").write_bytes(b"\0" * 1000)
+        (folder / f".bench.json.pid{dead.pid}.xyz.part.json").write_text("{")
+
+    convert, bench, report = tmp_path / "convert", tmp_path / "bench", tmp_path / "report"
+    for folder in (convert, bench, report):
+        plant(folder)
+    proc = run_cli("convert", model.parent.parent / "model.keras", "--targets", "float32", "--out", convert)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert run_cli("bench", model, *FAST_BENCH, "--out", bench).returncode == 0
+    assert run_cli("report", bench / "bench.json", "--out", report).returncode == 0
+    for folder in (convert, bench, report):
+        assert not hidden(folder), (folder, hidden(folder))

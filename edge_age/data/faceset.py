@@ -24,7 +24,7 @@ import numpy as np
 from edge_age.data.names import NameLabels, parse_name
 from edge_age.data.sources import Source, open_source
 from edge_age.progress import track
-from firmware_host import atomic
+from firmware_host import atomic, images
 from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.jsonio import to_json
 
@@ -91,22 +91,16 @@ def perceptual_hash(gray: np.ndarray) -> int:
 
 
 def decode_image(data: bytes, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
-    """The image in ``data``, or None when it is empty or does not decode."""
-    if not data:
-        return None
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    except cv2.error:
-        return None
-    return image if image is not None and image.size else None
+    """The image in ``data``, or None when it is empty, over the pixel limit or does not decode."""
+    return images.decode(data, flags)[0]
 
 
 def _decode(item: tuple[str, bytes], size: int):
     name, data = item
     digest = hashlib.sha256(data).hexdigest()
-    bgr = decode_image(data)
+    bgr, reason = images.decode(data)
     if bgr is None:
-        return name, None, digest, 0, "empty file (0 bytes)" if not data else "not a decodable image"
+        return name, None, digest, 0, reason
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     interp = cv2.INTER_AREA if min(bgr.shape[:2]) >= size else cv2.INTER_LINEAR
     rgb = cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=interp), cv2.COLOR_BGR2RGB)

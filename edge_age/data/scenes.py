@@ -34,7 +34,8 @@ def read_chips(folder: Path, names: list[str] | None = None, count: int | None =
     """``count`` chips (all if None) drawn with ``seed`` from the given names, or from every usable name in the folder."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise EdgeAgeError(f"{folder} is not a folder of face chips")
+        hint = ": extract the archive first" if folder.is_file() else ""
+        raise EdgeAgeError(f"{folder} is not a folder of face chips{hint}")
     if names is None:
         names = sorted(n for n in (p.name for p in folder.iterdir()) if parse_name(n).usable)
     if count is not None and count < len(names):
