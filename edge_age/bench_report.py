@@ -1,14 +1,13 @@
 """bench.json (schema and the checks on reading one), the Pareto front, and the bench's Markdown and HTML pages."""
 from __future__ import annotations
 
-import html
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_age import bench_plots, bench_sustained
-from edge_age.report_page import data_uri, html_page, html_table, md_table, pyplot
+from edge_age.report_page import Section, md_table, pyplot, to_html, to_markdown
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import check_schema, write_json
@@ -135,41 +134,6 @@ def device_summary(device: dict) -> str:
     parts = [f"{device.get('cpu')} ({device.get('cores')} cores)", device.get("board"), device.get("os"),
              f"Python {device.get('python')}", packages, thermal and thermal + " (before → after the bench)"]
     return "; ".join(p for p in parts if p)
-
-
-@dataclass
-class Section:
-    """A titled part of a page: text, an optional table, optional plots."""
-
-    title: str
-    text: str = ""
-    header: list | None = None
-    rows: list | None = None
-    plots: list[Path] = field(default_factory=list)
-
-
-def to_markdown(title: str, sections: list[Section]) -> str:
-    parts = [f"# {title}\n"]
-    for s in sections:
-        parts.append(f"## {s.title}\n")
-        if s.text:
-            parts.append(s.text + "\n")
-        if s.header:
-            parts.append(md_table(s.header, s.rows))
-        parts += [f"![{p.stem}]({p.name})\n" for p in s.plots]
-    return "\n".join(parts)
-
-
-def to_html(title: str, sections: list[Section]) -> str:
-    body = []
-    for s in sections:
-        body.append(f"<h2>{html.escape(s.title)}</h2>")
-        if s.text:
-            body.append(f"<p>{html.escape(s.text)}</p>")
-        if s.header:
-            body.append(html_table(s.header, s.rows))
-        body += [f"<p><img class='plot' alt='{html.escape(p.stem)}' src='{data_uri(p)}'></p>" for p in s.plots]
-    return html_page(title, "".join(body))
 
 
 def can_plot() -> bool:

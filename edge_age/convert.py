@@ -26,7 +26,6 @@ from edge_age.training import read_device_facts
 from edge_age.progress import track
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 

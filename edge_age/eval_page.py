@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,7 +15,7 @@ from edge_age.bench_report import breakdown_sections
 from edge_age.data.split import AGE_BINS, age_bin, age_bin_label
 from edge_age.evaluation import Labelled
 from edge_age.metrics import group_accuracy
-from edge_age.report_page import data_uri, html_page, html_table, image_uri, md_table, pyplot
+from edge_age.report_page import Section, image_uri, pyplot, to_html, to_markdown
 from firmware_host import atomic
 
 SAMPLES_PER_GROUP = 8
@@ -37,51 +37,37 @@ class Evaluated:
     photos: Path | None = None  # the photos' folder, with --detect
 
 
-@dataclass
-class Part:
-    """A section of the page; ``html`` and ``markdown`` are shown only in their own page."""
-
-    id: str
-    title: str
-    text: str = ""
-    header: list | None = None
-    rows: list | None = None
-    plots: list[Path] = field(default_factory=list)
-    html: str = ""
-    markdown: str = ""
-
-
 def write_page(out: Path, ev: Evaluated) -> Path:
     """Write report.html, report.md and the PNGs into ``out`` as one set; return the HTML's path."""
     pyplot()  # a clear error before anything is written when matplotlib is missing
     title = f"edge-age evaluation: {Path(ev.result['model']).name}"
     with atomic.file_set(out) as stage:
         parts = _parts(ev, stage)
-        atomic.write_text(stage / "report.md", _markdown(title, parts))
-        atomic.write_text(stage / "report.html", _html(title, parts))
+        atomic.write_text(stage / "report.md", to_markdown(title, parts))
+        atomic.write_text(stage / "report.html", to_html(title, parts, _STYLE))
     return Path(out) / "report.html"
 
 
-def _parts(ev: Evaluated, folder: Path) -> list[Part]:
+def _parts(ev: Evaluated, folder: Path) -> list[Section]:
     r, faces = ev.result, ev.faces
     groups = [age_bin_label(b) for b in range(len(AGE_BINS))]
     parts = [_summary(ev)]
     exact, one_off = group_accuracy(r["age_confusion"])
     shares = [[f"{c / max(sum(row), 1):.0%}" if c else "" for c in row] for row in r["age_confusion"]]
-    parts.append(Part("confusion", "Age groups", f"Rows are the true age group, columns the predicted one; each row "
+    parts.append(Section("Age groups", f"Rows are the true age group, columns the predicted one; each row "
                       f"sums to 100%. Accuracy over age groups: {exact:.1%} exact, {one_off:.1%} within one group.",
                       ["true \\ predicted", *groups], [[g, *row] for g, row in zip(groups, shares)],
-                      [eval_plots.confusion_heatmap(r["age_confusion"], groups, folder / "confusion.png")]))
+                      [eval_plots.confusion_heatmap(r["age_confusion"], groups, folder / "confusion.png")], id="confusion"))
     parts.append(_roc(ev, folder))
-    parts.append(Part("predicted", "Predicted against true age", "One dot per face; the line is a perfect prediction.",
-                      plots=[plots.predicted_vs_true(ev.pred_age, faces.ages, folder / "predicted_vs_true.png")]))
+    parts.append(Section("Predicted against true age", "One dot per face; the line is a perfect prediction.",
+                      plots=[plots.predicted_vs_true(ev.pred_age, faces.ages, folder / "predicted_vs_true.png")], id="predicted"))
     errors = [plots.error_by_age(ev.pred_age, faces.ages, folder / "error_by_age.png")]
     if r["breakdown"].get("gender") or r["breakdown"].get("race"):
         errors.append(eval_plots.error_by_group(r["breakdown"], folder / "error_by_group.png"))
-    parts.append(Part("errors", "Error by age, gender and race", "Mean absolute error of the age; the tables below "
-                      "also give the gender accuracy of each group.", plots=errors))
+    parts.append(Section("Error by age, gender and race", "Mean absolute error of the age; the tables below "
+                      "also give the gender accuracy of each group.", plots=errors, id="errors"))
     for s in breakdown_sections({"MAE / gender accuracy": r}):
-        parts.append(Part(s.title.lower().replace(" ", "-"), s.title, "", s.header, s.rows))
+        parts.append(Section(s.title, "", s.header, s.rows, id=s.title.lower().replace(" ", "-")))
     parts.append(_samples(ev, folder))
     parts.append(_worst(ev, folder))
     if r.get("detection"):
@@ -89,7 +75,7 @@ def _parts(ev: Evaluated, folder: Path) -> list[Part]:
     return parts
 
 
-def _summary(ev: Evaluated) -> Part:
+def _summary(ev: Evaluated) -> Section:
     r = ev.result
     rows = [["model", r["model"]], ["data", ev.data], ["faces", ev.selection], ["n", f"{r['n']:,}"],
             ["MAE (years)", f"{r['mae']:.2f}"], ["CS@5", f"{r['cs5']:.1%}"], ["ε-error", f"{r['epsilon_error']:.3f}"]]
@@ -102,20 +88,20 @@ def _summary(ev: Evaluated) -> Part:
     if r.get("detection"):
         d = r["detection"]
         rows.append(["detection", f"{d['detector']}: a face in {d['faces_found']} of {d['photos']} photos"])
-    return Part("summary", "Summary", f"Written by edge-age {__version__} on {time.strftime('%Y-%m-%d %H:%M')}. "
+    return Section("Summary", f"Written by edge-age {__version__} on {time.strftime('%Y-%m-%d %H:%M')}. "
                 "CS@5 is the share of faces within 5 years; ε-error is 1 - exp(-(pred - age)² / (2·4²)), averaged.",
-                ["measure", "value"], rows)
+                ["measure", "value"], rows, id="summary")
 
 
-def _roc(ev: Evaluated, folder: Path) -> Part:
+def _roc(ev: Evaluated, folder: Path) -> Section:
     known = ev.faces.genders >= 0
     is_female = ev.faces.genders[known] == 1
     if not (is_female.any() and (~is_female).any()):
-        return Part("roc", "Gender ROC", "No ROC curve: the faces do not have both genders labelled.")
+        return Section("Gender ROC", "No ROC curve: the faces do not have both genders labelled.", id="roc")
     auc = ev.result["gender_auc"]
-    return Part("roc", "Gender ROC", f"Probability of female against the true gender: AUC {auc:.3f}. The dot is the "
+    return Section("Gender ROC", f"Probability of female against the true gender: AUC {auc:.3f}. The dot is the "
                 "operating point of the 0.5 threshold that the reported accuracy uses.",
-                plots=[eval_plots.gender_roc(ev.pred_gender[known], is_female, auc, folder / "gender_roc.png")])
+                plots=[eval_plots.gender_roc(ev.pred_gender[known], is_female, auc, folder / "gender_roc.png")], id="roc")
 
 
 def _gender(code: int) -> str:
@@ -137,7 +123,7 @@ def _face_html(ev: Evaluated, i: int, name: bool = False) -> str:
             f"src='{image_uri(ev.faces.images[i])}'><br>{label}{tail}</div>")
 
 
-def _samples(ev: Evaluated, folder: Path) -> Part:
+def _samples(ev: Evaluated, folder: Path) -> Section:
     """Up to SAMPLES_PER_GROUP faces of every age group, drawn with a fixed seed."""
     rng = np.random.default_rng(0)
     bins = np.array([age_bin(int(a)) for a in ev.faces.ages])
@@ -151,12 +137,12 @@ def _samples(ev: Evaluated, folder: Path) -> Part:
                                       folder / "samples.jpg")
     grid = "".join(f"<div class='group'><b>{g}</b><br>{''.join(_face_html(ev, i) for i in idx)}</div>"
                    for g, idx in rows)
-    return Part("samples", "Sample faces by age group",
+    return Section("Sample faces by age group",
                 f"Up to {SAMPLES_PER_GROUP} faces of each true age group; red: more than 10 years off. "
-                "Hover a face for its file name.", html=grid, markdown=f"![samples]({montage.name})\n")
+                "Hover a face for its file name.", html=grid, markdown=f"![samples]({montage.name})\n", id="samples")
 
 
-def _worst(ev: Evaluated, folder: Path) -> Part:
+def _worst(ev: Evaluated, folder: Path) -> Section:
     """The largest age errors: the faces to look at first for label noise."""
     error = ev.pred_age - ev.faces.ages
     worst = [int(i) for i in np.argsort(-np.abs(error), kind="stable")[:WORST]]
@@ -166,18 +152,18 @@ def _worst(ev: Evaluated, folder: Path) -> Part:
     header = ["file", "true age", "predicted", "error", "true gender", "P(female)"]
     rows = [[ev.faces.files[i], int(ev.faces.ages[i]), f"{ev.pred_age[i]:.1f}", f"{error[i]:+.1f}",
              _gender(ev.faces.genders[i]), f"{ev.pred_gender[i]:.2f}"] for i in worst]
-    return Part("worst", "Largest errors", f"The {len(worst)} faces with the largest age error, worst first: look "
+    return Section("Largest errors", f"The {len(worst)} faces with the largest age error, worst first: look "
                 "here first for wrong labels.", header, rows,
                 html=f"<div>{''.join(_face_html(ev, i, name=True) for i in worst)}</div>",
-                markdown=f"![worst errors]({montage.name})\n")
+                markdown=f"![worst errors]({montage.name})\n", id="worst")
 
 
-def _missed(ev: Evaluated) -> Part:
+def _missed(ev: Evaluated) -> Section:
     """The photos where the detector found no face (left out of every score above)."""
     d = ev.result["detection"]
     missed = d["missed"]
     if not missed:
-        return Part("no-face", "Photos without a face found", f"{d['detector']} found a face in every photo.")
+        return Section("Photos without a face found", f"{d['detector']} found a face in every photo.", id="no-face")
     tiles = []
     for name in missed[:MISSED_SHOWN]:
         image = cv2.imread(str(Path(ev.photos) / name), cv2.IMREAD_COLOR) if ev.photos else None
@@ -189,40 +175,12 @@ def _missed(ev: Evaluated) -> Part:
                      f"src='{image_uri(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))}'><br>"
                      f"<span class='file'>{html.escape(name)}</span></div>")
     shown = f" (the first {MISSED_SHOWN} shown)" if len(missed) > MISSED_SHOWN else ""
-    return Part("no-face", "Photos without a face found",
+    return Section("Photos without a face found",
                 f"{d['detector']} found no face in {len(missed)} of {d['photos']} photos{shown}; they are left out "
-                "of every score above.", ["file"], [[n] for n in missed], html=f"<div>{''.join(tiles)}</div>")
+                "of every score above.", ["file"], [[n] for n in missed], html=f"<div>{''.join(tiles)}</div>", id="no-face")
 
 
 _STYLE = (".face{width:104px;vertical-align:top}.face img{width:96px;height:96px}"
           ".photo{width:auto}.photo img{width:200px;height:auto}.bad{color:#b00}"
           ".file{display:inline-block;max-width:100%;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
           "nav a{margin-right:1em}")
-
-
-def _html(title: str, parts: list[Part]) -> str:
-    body = ["<nav>" + "".join(f"<a href='#{p.id}'>{html.escape(p.title)}</a>" for p in parts) + "</nav>"]
-    for p in parts:
-        body.append(f"<section id='{p.id}'><h2>{html.escape(p.title)}</h2>")
-        if p.text:
-            body.append(f"<p>{html.escape(p.text)}</p>")
-        body += [f"<p><img class='plot' alt='{html.escape(f.stem)}' src='{data_uri(f)}'></p>" for f in p.plots]
-        body.append(p.html)
-        if p.header:
-            body.append(html_table(p.header, p.rows))
-        body.append("</section>")
-    return html_page(title, "".join(body), _STYLE)
-
-
-def _markdown(title: str, parts: list[Part]) -> str:
-    lines = [f"# {title}\n"]
-    for p in parts:
-        lines.append(f"## {p.title}\n")
-        if p.text:
-            lines.append(p.text + "\n")
-        if p.header:
-            lines.append(md_table(p.header, p.rows))
-        lines += [f"![{f.stem}]({f.name})\n" for f in p.plots]
-        if p.markdown:
-            lines.append(p.markdown)
-    return "\n".join(lines)

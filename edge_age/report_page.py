@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -65,3 +66,50 @@ def html_page(title: str, body: str, style: str = "") -> str:
     """A complete HTML document, with ``style`` added to the common one; everything it shows is embedded."""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
+
+
+@dataclass
+class Section:
+    """A titled part of a page: text, plots, a table; ``html`` and ``markdown`` extras show only in their own page,
+    and an ``id`` makes the section a target of the page's navigation bar."""
+
+    title: str
+    text: str = ""
+    header: list | None = None
+    rows: list | None = None
+    plots: list[Path] = field(default_factory=list)
+    id: str = ""
+    html: str = ""
+    markdown: str = ""
+
+
+def to_markdown(title: str, sections: list[Section]) -> str:
+    """The Markdown page: per section its text, table, plots (as links to the PNGs beside it) and extra."""
+    parts = [f"# {title}\n"]
+    for s in sections:
+        parts.append(f"## {s.title}\n")
+        if s.text:
+            parts.append(s.text + "\n")
+        if s.header:
+            parts.append(md_table(s.header, s.rows))
+        parts += [f"![{p.stem}]({p.name})\n" for p in s.plots]
+        if s.markdown:
+            parts.append(s.markdown)
+    return "\n".join(parts)
+
+
+def to_html(title: str, sections: list[Section], style: str = "") -> str:
+    """The self-contained HTML page (plots embedded); sections with an ``id`` get a navigation bar on top."""
+    linked = [s for s in sections if s.id]
+    body = ["<nav>" + "".join(f"<a href='#{s.id}'>{html.escape(s.title)}</a>" for s in linked) + "</nav>"] if linked else []
+    for s in sections:
+        body.append(f"<section id='{s.id}'>" if s.id else "<section>")
+        body.append(f"<h2>{html.escape(s.title)}</h2>")
+        if s.text:
+            body.append(f"<p>{html.escape(s.text)}</p>")
+        body += [f"<p><img class='plot' alt='{html.escape(p.stem)}' src='{data_uri(p)}'></p>" for p in s.plots]
+        body.append(s.html)
+        if s.header:
+            body.append(html_table(s.header, s.rows))
+        body.append("</section>")
+    return html_page(title, "".join(body), style)

@@ -45,15 +45,21 @@ def _vcgencmd(*args: str) -> str | None:
         return None
 
 
-def temperature_c() -> float | None:
-    """The hottest plausible thermal zone in °C (on a Pi, the SoC), else ``vcgencmd measure_temp``, else None."""
-    readings = []
-    for zone in THERMAL_ZONES.glob("thermal_zone*/temp"):
+def _milli_readings(paths) -> list[float]:
+    """The integer in each sysfs file divided by 1000 (milli-degrees to °C, kHz to MHz); unreadable files skipped."""
+    values = []
+    for path in paths:
         try:
-            readings.append(int(zone.read_text().strip()) / 1000.0)
+            values.append(int(path.read_text().strip()) / 1000.0)
         except (OSError, ValueError):
             continue
-    readings = [t for t in readings if -40.0 < t < 150.0]  # absent sensors read 0, -273 or garbage
+    return values
+
+
+def temperature_c() -> float | None:
+    """The hottest plausible thermal zone in °C (on a Pi, the SoC), else ``vcgencmd measure_temp``, else None."""
+    readings = [t for t in _milli_readings(THERMAL_ZONES.glob("thermal_zone*/temp"))
+                if -40.0 < t < 150.0]  # absent sensors read 0, -273 or garbage
     if readings:
         return max(readings)
     out = _vcgencmd("measure_temp") or ""  # "temp=48.3'C"
@@ -65,12 +71,7 @@ def temperature_c() -> float | None:
 
 def cpu_mhz() -> float | None:
     """The mean current clock of the CPU cores in MHz (cpufreq's ``scaling_cur_freq``), else None."""
-    clocks = []
-    for path in CPUFREQ.glob("cpu[0-9]*/cpufreq/scaling_cur_freq"):
-        try:
-            clocks.append(int(path.read_text().strip()) / 1000.0)
-        except (OSError, ValueError):
-            continue
+    clocks = _milli_readings(CPUFREQ.glob("cpu[0-9]*/cpufreq/scaling_cur_freq"))
     return round(sum(clocks) / len(clocks), 1) if clocks else None
 
 
