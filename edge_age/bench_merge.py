@@ -68,7 +68,7 @@ def merge_benches(paths: list[Path], out: Path) -> str:
     """Write report.md and report.html (and plots) for the benches in ``paths``, replacing the previous
     report as one set; return the per-model table."""
     benches = [load_bench(p) for p in paths]
-    with atomic.file_set(out) as staging:
+    with atomic.file_set(out, "report") as staging:
         return _write_merged(paths, benches, staging)
 
 

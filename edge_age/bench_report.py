@@ -254,7 +254,7 @@ def bench_sections(bench: dict, out: Path) -> list[Section]:
 def write_bench(bench: dict, out: Path) -> None:
     """bench.json, bench.md and a self-contained bench.html (with plots when matplotlib is installed),
     replacing the previous ones as one set."""
-    with atomic.file_set(out) as staging:
+    with atomic.file_set(out, "bench") as staging:
         write_pages(staging, "bench", f"edge-age bench: {bench['device']['name']}", bench_sections(bench, staging))
         write_bench_json(bench, staging)
 

@@ -89,7 +89,7 @@ def data_split(
     report = check_split(result)
     meta = {"data": str(faces.root), "data_fingerprint": faces.fingerprint, "seed": seed,
             "fractions": [train, val, test], "age_tolerance": age_tolerance, "policy": dict(result.policy), **report}
-    with atomic.file_set(out.parent) as staging:  # the CSV and its .json replace the old pair together
+    with atomic.file_set(out.parent, out.stem) as staging:  # the CSV and its .json replace the old pair together
         write_split(result, staging / out.name)
         write_json(staging / out.with_suffix(".json").name, meta)
     sizes = ", ".join(f"{s} {v['images']:,}" for s, v in report["sides"].items())

@@ -185,7 +185,7 @@ def age_plot(rows: list[dict], path: Path) -> Path:
 
 def write_reports(report: dict, out: Path) -> None:
     """convert_report.json, .md, .html and their plots, replacing the previous ones as one set."""
-    with atomic.file_set(out) as staging:
+    with atomic.file_set(out, STEM) as staging:
         title = "Conversion report"
         page = sections(report, staging)
         atomic.write_text(staging / f"{STEM}.md", to_markdown(title, page))

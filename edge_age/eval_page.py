@@ -41,7 +41,7 @@ def write_page(out: Path, ev: Evaluated) -> Path:
     """Write report.html, report.md and the PNGs into ``out`` as one set; return the HTML's path."""
     pyplot()  # a clear error before anything is written when matplotlib is missing
     title = f"edge-age evaluation: {Path(ev.result['model']).name}"
-    with atomic.file_set(out) as stage:
+    with atomic.file_set(out, "evaluation") as stage:
         parts = _parts(ev, stage)
         atomic.write_text(stage / "report.md", to_markdown(title, parts))
         atomic.write_text(stage / "report.html", to_html(title, parts, _STYLE))

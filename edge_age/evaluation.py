@@ -66,7 +66,9 @@ def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int 
     """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress`` names a
     progress bar over the batches (for slow files)."""
     from firmware_host.interpreter import invoke, make_interpreter, pick_outputs
+    from firmware_host.model_info import signature_runner
     interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
+    signature_runner(interpreter, path)  # another task's model: one line, not a LiteRT traceback
     ages, genders = [], []
     starts = range(0, len(images), batch)
     for start in (track(starts, progress, total=len(starts)) if progress else starts):
@@ -116,9 +118,10 @@ def labelled_faces(data, size: int, split: Path | None = None, subset: str = "te
     else:
         rows = [(n, lab.age, lab.gender, lab.race) for n, lab in zip(faces.names, faces.labels) if lab.usable]
     undecodable = {n for n, _ in faces.unreadable}
-    unreadable = [r[0] for r in rows if r[0] in undecodable]
+    unreadable = [r[0] for r in rows if r[0] in undecodable] if split or labels else sorted(undecodable)
     if unreadable:
-        log.warning("%d labelled files do not decode and are left out (first: %s)", len(unreadable), unreadable[0])
+        log.warning("%d %sfiles do not decode and are left out (first: %s)", len(unreadable),
+                    "labelled " if split or labels else "", unreadable[0])
     rows = [r for r in rows if r[0] not in undecodable]
     missing = [r[0] for r in rows if r[0] not in index]
     if missing:
@@ -212,6 +215,15 @@ def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int
     return rows, skipped
 
 
+def _check_sidecar(model: Path) -> None:
+    """A sidecar beside ``model`` must describe it (as ``predict`` and ``run`` require); a file without one is
+    scored with the project's preprocessing."""
+    from firmware_host.interpreter import make_interpreter
+    from firmware_host.model_info import check_model, read_info, sidecar_path
+    if sidecar_path(model).exists():
+        check_model(read_info(model), make_interpreter(model, threads=1), model)
+
+
 def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "test", labels: Path | None = None,
                   *, detector=None, resolution: int | None = None,
                   skip_bad_labels: bool = False) -> tuple[dict, tuple[np.ndarray, np.ndarray, Labelled]]:
@@ -234,6 +246,7 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         return faces
 
     if model.suffix == ".tflite":
+        _check_sidecar(model)
         faces = faces_at(model_input_size(model))
         pred_age, pred_gender = predict_tflite(model, faces.images)
     else:

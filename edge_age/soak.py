@@ -119,7 +119,7 @@ def soak(*, data: Path, out: Path, seconds: float, every: float, max_fps: float,
     run.wait()
     report = json.loads((out / "run" / "run_report.json").read_text())
     result = summary(samples, report, viewer, seconds)
-    with atomic.file_set(out) as staging:
+    with atomic.file_set(out, "soak") as staging:
         write_json(staging / "soak.json", result)
         atomic.write_text(staging / "soak.md", markdown(result))
     return result

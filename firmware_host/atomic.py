@@ -143,18 +143,38 @@ def staging_dir(parent: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def file_set(folder: str | os.PathLike) -> Iterator[Path]:
+def file_set(folder: str | os.PathLike, name: str) -> Iterator[Path]:
     """Yield a staging folder inside ``folder`` for the files of one report: when the block succeeds they
-    replace their namesakes in ``folder`` together (renames only, JSON files last, so a reader who finds a
-    new JSON finds the pages that go with it); when it fails (a full disk) none does, and the staging
-    folder is removed."""
+    replace the previous set of that ``name`` in ``folder`` together (renames only, JSON files last, so a
+    reader who finds a new JSON finds the pages that go with it; files of the previous set that the new one
+    lacks, such as a plot, are removed after); when it fails (a full disk) none does, and the staging
+    folder is removed. The names of each set are kept in the hidden ``.<name>.files`` beside them."""
     folder = Path(folder)
     staging = staging_dir(folder)
+    listing = folder / f".{name}.files"
     try:
-        yield staging
-        for path in sorted(staging.iterdir(), key=lambda p: (p.suffix == ".json", p.name)):
+        try:
+            yield staging
+        except EdgeAgeError as exc:  # a write inside the staging folder: name the folder the user gave
+            raise EdgeAgeError(str(exc).replace(str(staging), str(folder))) from None
+        files = sorted(staging.iterdir(), key=lambda p: (p.suffix == ".json", p.name))
+        before = _listed(listing)
+        for path in files:
             commit(path, folder / path.name)
+        now = {p.name for p in files}
+        write_text(listing, "".join(f"{n}\n" for n in sorted(now)))
+        for stale in before - now:
+            discard(folder / stale)
     except OSError as exc:
         raise output_error(folder, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _listed(listing: Path) -> set[str]:
+    """The file names a set's listing holds (plain names only: nothing outside the folder is ever removed)."""
+    try:
+        names = listing.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {n for n in names if n and n == Path(n).name and not n.startswith(".")}

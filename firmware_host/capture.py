@@ -6,6 +6,7 @@ ends. Live sources (cameras, streams) are reopened with back-off when they drop 
 """
 from __future__ import annotations
 
+import logging
 import queue
 import sys
 import threading
@@ -23,6 +24,7 @@ from firmware_host.errors import EdgeAgeError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsp:/", "http://", "https://", "rtmp://", "udp://", "tcp://")
 PICAMERA = ("picamera", "picamera2", "libcamera")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,10 +50,14 @@ class ImageSource:
         self.description, self.skipped = str(path), []
 
     def frames(self) -> Iterator[Frame]:
+        first_reason = ""
         for i, path in enumerate(self.files):
             start = time.perf_counter()
-            image, _ = images.read(path, cv2.IMREAD_UNCHANGED)  # unreadable, over the pixel limit: skipped
+            image, reason = images.read(path, cv2.IMREAD_UNCHANGED)  # unreadable, over the pixel limit: skipped
             if image is None or image.ndim not in (2, 3):
+                reason = reason or f"an image of {image.ndim} dimensions"
+                log.warning("skipped %s: %s", path.name, reason)
+                first_reason = first_reason or f"{path.name}: {reason}"
                 self.skipped.append(path.name)
                 continue
             if image.ndim == 3 and image.shape[2] == 4:
@@ -59,6 +65,8 @@ class ImageSource:
             if image.dtype != np.uint8:
                 image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
             yield Frame(i, time.time(), image, time.perf_counter() - start, path.name)
+        if len(self.skipped) == len(self.files):
+            raise EdgeAgeError(f"no readable image in {self.description} ({first_reason})")
 
 
 class VideoSource:

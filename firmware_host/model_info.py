@@ -74,14 +74,19 @@ def read_info(model: str | Path) -> ModelInfo:
     return ModelInfo.from_dict(data)
 
 
+def signature_runner(interpreter, model: str | Path):
+    """The model's one signature runner; a file without exactly one (another task's model) is refused."""
+    try:
+        return interpreter.get_signature_runner()
+    except ValueError:
+        raise EdgeAgeError(f"{model} has no single signature: it is not an edge-age age/gender model") from None
+
+
 def check_model(info: ModelInfo, interpreter, model: str | Path) -> None:
     """Refuse a sidecar that does not describe the model it sits beside (another task's ``.tflite``, a
     copied or edited sidecar): one input of ``input_size`` pixels, the named outputs with their shapes."""
     where = sidecar_path(model)
-    try:
-        runner = interpreter.get_signature_runner()
-    except ValueError:
-        raise EdgeAgeError(f"{model} has no single signature: it is not an edge-age age/gender model") from None
+    runner = signature_runner(interpreter, model)
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
     shapes = [tuple(int(d) for d in v["shape"]) for v in inputs.values()]
     if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][1:] != (info.input_size, info.input_size, 3):

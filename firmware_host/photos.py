@@ -72,7 +72,7 @@ def write_rows(rows: list[dict], out: Path) -> tuple[Path, Path]:
     writer = csv.DictWriter(text, COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    with atomic.file_set(out) as staging:  # the two tables replace the old pair together
+    with atomic.file_set(out, "faces") as staging:  # the two tables replace the old pair together
         (staging / "faces.csv").write_text(text.getvalue(), encoding="utf-8")
         write_json(staging / "faces.json", rows)
     return out / "faces.csv", out / "faces.json"

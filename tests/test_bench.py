@@ -283,4 +283,4 @@ def test_interrupted_bench_keeps_what_it_measured(converted, tmp_path):
     validate(bench)
     assert bench["status"] == "interrupted" and 1 <= len(bench["latency"]) < 6 and bench["finished"]
     assert "INTERRUPTED" in (out / "bench.md").read_text() and (out / "bench.html").is_file()
-    assert not [p for p in os.listdir(out) if p.startswith(".")]
+    assert not [p for p in os.listdir(out) if p.startswith(".") and p != ".bench.files"]

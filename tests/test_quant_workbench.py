@@ -105,7 +105,7 @@ def test_the_report_is_one_self_contained_set(workbench):
     for text in ("Per-layer error: int8 ", "int8-mixed: layers kept in float", "Edge TPU compatibility: int8-mixed",
                  "int16x8: 16-bit activations", "convert_snr.png", "Float against quantized"):
         assert text in md
-    assert not [p.name for p in workbench.iterdir() if p.name.startswith(".")]  # no staging left behind
+    assert not [p.name for p in workbench.iterdir() if p.name.startswith(".staging")]  # no staging left behind
 
 
 def test_an_unreachable_budget_keeps_the_best_file_and_says_so(planted, faces, tmp_path):

@@ -101,7 +101,7 @@ def _faces_html(audit: Audit, group: list[int]) -> str:
 def write_audit_report(audit: Audit, out: Path, split: Split | None = None) -> dict:
     """Write every audit output into ``out``, replacing the previous report as one set; return the
     ``audit.json`` content."""
-    with atomic.file_set(out) as staging:
+    with atomic.file_set(out, "audit") as staging:
         return _write_audit_files(audit, staging, split)
 
 
