@@ -117,7 +117,7 @@ pipeline-figures: setup
 	  $(BIN)/edge-age evaluate $(PIPELINE_MODEL) --data $(PIPELINE_OUT)/raw_test --labels $(PIPELINE_OUT)/raw_test/labels.csv \
 	    --detect --detector $$d --detect-size $$s --json $(PIPELINE_OUT)/raw/$${d}_$$s.json || exit 1; done; done
 	$(BIN)/edge-age bench $(PIPELINE_MODEL) --duration $(BENCH_DURATION) --threads 2 --out $(PIPELINE_OUT)/bench
-	$(BIN)/python -m edge_age.pipeline_figures $(PIPELINE_OUT)
+	$(BIN)/python -m edge_age.report.pipeline_figures $(PIPELINE_OUT)
 
 # The quantization workbench on the default member (s, as `make family` leaves it) and the project's split: every target with its per-layer error
 # (int16x8 validated on INT16X8_FACES faces: its reference kernels take about 40 ms a face), int8-mixed at each of
@@ -147,4 +147,4 @@ quant-figures: setup
 SOAK_SECONDS ?= 3600
 SOAK_FPS ?= 10
 soak: setup
-	$(BIN)/python -m edge_age.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak
+	$(BIN)/python -m edge_age.bench.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak

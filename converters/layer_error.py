@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from converters.targets import ptq_converter
-from edge_age.progress import track
-from edge_age.tf_setup import keras, tensorflow
+from firmware_host.progress import track
+from converters.tf_setup import keras, tensorflow
 from firmware_host.errors import EdgeAgeError
 
 DEBUGGER, INTERPRETER = "debugger", "interpreter"

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from converters.layer_error import Int8Debugger
-from edge_age.progress import track
+from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 24     # candidates tried at most, worst first

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from edge_age.tf_setup import tensorflow
+from converters.tf_setup import tensorflow
 from firmware_host.errors import EdgeAgeError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge_age.bench_report import SCHEMA_FILE, pareto_front
+from edge_age.report.bench_page import SCHEMA_FILE, pareto_front
 from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
 
 BENCH_ARGS = ("--threads", "1", "--runs", "5", "--warmup", "1", "--rounds", "2")
@@ -130,7 +130,7 @@ def test_bench_pages(bench_run):
 
 
 def test_bench_accuracy_matches_evaluate(bench_run, converted, faces, split):
-    from edge_age.evaluation import evaluate_file
+    from edge_age.eval.evaluation import evaluate_file
     _, _, bench = bench_run
     result, _ = evaluate_file(converted / "age_gender_int8.tflite", faces, split)
     acc = bench["models"][1]["accuracy"]["cpu"]
@@ -140,7 +140,7 @@ def test_bench_accuracy_matches_evaluate(bench_run, converted, faces, split):
 
 def test_onnx_baseline_decodes_like_numpy(onnx_model, faces):
     """BGR, NCHW, mean/std and softmax expectation, against the same network written in numpy."""
-    from edge_age.baselines import predict, read_baseline
+    from edge_age.bench.baselines import predict, read_baseline
     from edge_age.data.faceset import load_faces
     path, w = onnx_model
     images = np.asarray(load_faces(faces, size=32).images[:20])

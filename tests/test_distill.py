@@ -17,7 +17,7 @@ def _softmax(z):
 
 
 def test_distillation_loss_is_exact_on_hand_made_distributions():
-    from edge_age.losses import distillation_loss
+    from edge_age.train.losses import distillation_loss
     label = np.array([0.1, 0.6, 0.3], np.float32)
     teacher = np.array([0.2, 0.5, 0.3], np.float32)
     logits = np.array([0.5, 1.5, -0.25], np.float32)
@@ -45,7 +45,7 @@ def test_tempered_distribution_is_the_softmax_of_its_log_over_t():
 def test_mirrored_faces_get_the_mirrored_soft_targets():
     """With augmentation, a face that is flipped learns the teacher's targets for the flipped face."""
     from edge_age.data.pipeline import make_dataset
-    from edge_age.soft_targets import SoftTargets
+    from edge_age.data.soft_targets import SoftTargets
     n, ages = 8, 117
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)

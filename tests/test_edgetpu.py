@@ -30,7 +30,7 @@ def tiny(converted) -> dict:
 def _tiny_int8(path, shape, batch=None, dense_on_rows=False):
     """A small full-int8 (post-training quantized) graph with the given input shape."""
     from converters.targets import target
-    from edge_age.tf_setup import keras
+    from converters.tf_setup import keras
     k = keras()
     image = k.Input(shape, batch_size=batch)
     x = k.layers.Conv2D(4, 3, padding="same", activation="relu")(image)

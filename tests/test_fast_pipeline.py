@@ -12,8 +12,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge_age.bench_jobs import MAX_SAMPLES
-from edge_age.bench_report import SCHEMA_FILE, SCHEMA_VERSION
+from edge_age.bench.jobs import MAX_SAMPLES
+from edge_age.report.bench_page import SCHEMA_FILE, SCHEMA_VERSION
 from edge_age.data.scenes import make_photos, make_video
 from firmware_host.align import ALIGN_WITH
 from firmware_host.capture import VideoSource

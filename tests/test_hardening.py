@@ -216,6 +216,6 @@ def test_mjpeg_server_on_ipv6():
 def test_soak_samples_a_real_process():
     import os
 
-    from edge_age.soak import sample
+    from edge_age.bench.soak import sample
     taken = sample(os.getpid())
     assert taken["rss_mib"] > 10 and taken["open_files"] >= 3

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_age.metrics import age_confusion, age_metrics, breakdown, cs, epsilon_error, mae, roc_auc
+from edge_age.eval.metrics import age_confusion, age_metrics, breakdown, cs, epsilon_error, mae, roc_auc
 from firmware_host.postprocess import expected_age
 
 

@@ -20,8 +20,8 @@ FAST_BENCH = ("--threads", "1", "--runs", "3", "--warmup", "1", "--rounds", "1")
 
 BUILD = """
 import sys
-from edge_age.models import ModelSpec, build_model
-from edge_age.training import save_model
+from edge_age.train.models import ModelSpec, build_model
+from edge_age.train.loop import save_model
 save_model(build_model(ModelSpec("mobilenet_v2", 0.35, 32)), __import__("pathlib").Path(sys.argv[1]))
 """
 
@@ -145,7 +145,7 @@ def test_a_model_of_another_task_is_refused(model, tmp_path):
 
 
 def test_bad_baseline_specs_are_refused_naming_the_field(tmp_path):
-    from edge_age.baselines import read_baseline, session
+    from edge_age.bench.baselines import read_baseline, session
     from tests.test_bench import tiny_onnx
     path, _ = tiny_onnx(tmp_path)
     spec = json.loads(path.with_suffix(".json").read_text())
@@ -173,7 +173,7 @@ def test_bad_baseline_specs_are_refused_naming_the_field(tmp_path):
 # --- labels CSV and strict JSON --------------------------------------------------------------------------------
 
 def test_bad_label_rows_stop_naming_the_line_or_are_skipped(tmp_path):
-    from edge_age.evaluation import read_labels
+    from edge_age.eval.evaluation import read_labels
     good = ["a.jpg,30,0", "b.jpg,40,"]
     cases = {
         "quote": (['"c.jpg,20,1', "d.jpg,20,1"], "line 4: not valid CSV"),

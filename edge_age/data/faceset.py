@@ -23,7 +23,7 @@ import numpy as np
 
 from edge_age.data.names import NameLabels, parse_name
 from edge_age.data.sources import Source, open_source
-from edge_age.progress import track
+from firmware_host.progress import track
 from firmware_host import atomic, images
 from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.jsonio import to_json

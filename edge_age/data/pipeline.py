@@ -29,7 +29,7 @@ from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from edge_age.soft_targets import SoftTargets
+    from edge_age.data.soft_targets import SoftTargets
 
 MAX_ROTATION_DEG = 10.0
 MAX_SHIFT = 0.08

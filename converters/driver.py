@@ -3,7 +3,7 @@
 Files are built in a staging folder and moved into ``--out`` only when their MAE on
 the validation faces is within ``threshold`` years of the float Keras model's, so a
 broken file never replaces a good one. Every integer file also gets its per-layer
-error and its agreement with the float model (``edge_age.workbench``).
+error and its agreement with the float model (``converters.workbench``).
 """
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ import numpy as np
 
 from converters.targets import DEFAULT_TARGETS, INTEGER_TARGETS, TARGETS, target
 from edge_age import __version__
-from edge_age.calibration import DEFAULT_MANIFEST, choose, read_manifest
+from edge_age.data.calibration import DEFAULT_MANIFEST, choose, read_manifest
 from edge_age.data.faceset import load_faces, native_size
 from edge_age.data.split import Row, read_split
-from edge_age.models import reference_model
-from edge_age.training import read_device_facts
-from edge_age.progress import track
+from edge_age.train.models import reference_model
+from edge_age.train.loop import read_device_facts
+from firmware_host.progress import track
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 
 if TYPE_CHECKING:
-    from edge_age.workbench import Workbench
+    from converters.workbench import Workbench
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5
@@ -131,8 +131,8 @@ def _subset(faces: Faces, idx: np.ndarray) -> Faces:
 
 
 def _validate(path: Path, faces: Faces, reference: tuple[np.ndarray, np.ndarray], progress: str | None = None) -> dict:
-    from edge_age.evaluation import predict_tflite
-    from edge_age.metrics import age_metrics
+    from edge_age.eval.evaluation import predict_tflite
+    from edge_age.eval.metrics import age_metrics
     pred_age, pred_gender = predict_tflite(path, faces.images, progress=progress)
     m = age_metrics(pred_age, faces.ages, pred_gender, faces.genders)
     m["age_diff_to_keras"] = float(np.mean(np.abs(pred_age - reference[0])))
@@ -163,10 +163,10 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     ``debug_images`` validation faces (default 100, or all when fewer) serve the per-layer analysis; ``budget``,
     ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all).
     """
-    from edge_age.convert_page import write_reports
-    from edge_age.evaluation import predict_keras
-    from edge_age.metrics import age_metrics
-    from edge_age.training import load_model
+    from edge_age.report.convert_page import write_reports
+    from edge_age.eval.evaluation import predict_keras
+    from edge_age.eval.metrics import age_metrics
+    from edge_age.train.loop import load_model
 
     names = list(targets or DEFAULT_TARGETS)
     for name in names:
@@ -256,8 +256,8 @@ def _workbench(models, calibration: Faces, validation: Faces, data, split, size:
                debug_images: int | None):
     """The workbench of the run: debug images spread over the validation faces; the int8-mixed search runs on the
     split's validation side (the test side stays for the report), or on the validation faces without a split."""
-    from edge_age.evaluation import predict_keras
-    from edge_age.workbench import Workbench
+    from edge_age.eval.evaluation import predict_keras
+    from converters.workbench import Workbench
     n = min(debug_images or DEFAULT_DEBUG_IMAGES, len(validation.ages))
     search = validation
     if split:

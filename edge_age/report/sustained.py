@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_age import bench_plots
+from edge_age.report import bench_plots
 from firmware_host.windows import DRIFT, drift
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_age import __version__
-from edge_age.baselines import Baseline, read_baseline
-from edge_age.bench_jobs import Timing, latency_job, latency_stats, predict_job, run_isolated
-from edge_age.bench_report import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_bench_json
-from edge_age.progress import progress_bar
+from edge_age.bench.baselines import Baseline, read_baseline
+from edge_age.bench.jobs import Timing, latency_job, latency_stats, predict_job, run_isolated
+from edge_age.report.bench_page import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_bench_json
+from firmware_host.progress import progress_bar
 from firmware_host import atomic, system_info
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import EDGETPU_OP, load_delegate, make_interpreter
@@ -111,7 +111,7 @@ class Faces:
 
     def load(self, size: int):
         """The faces at ``size`` pixels; with ``limit``, that many spread evenly over them."""
-        from edge_age.evaluation import labelled_faces
+        from edge_age.eval.evaluation import labelled_faces
         if size not in self._by_size:
             faces = labelled_faces(self.data, size, self.split, self.subset, self.labels, self.skip_bad_labels)
             if self.limit and self.limit < len(faces.files):
@@ -199,8 +199,8 @@ class BenchLoop:
         self.write()
 
     def accuracy(self, model: BenchModel, delegate: str) -> None:
-        from edge_age.evaluation import score
-        from edge_age.metrics import error_by_age
+        from edge_age.eval.evaluation import score
+        from edge_age.eval.metrics import error_by_age
         entry = self.entries[model.name]
         faces = self.faces.load(entry["input_size"])
         try:

@@ -2,7 +2,7 @@
 the MJPEG stream; the run's memory (RSS) and open files are sampled every ``--every`` seconds, and
 ``soak.json`` and ``soak.md`` say how they went.
 
-    python -m edge_age.soak --seconds 3600 --data FOLDER_OF_CHIPS --out runs/soak
+    python -m edge_age.bench.soak --seconds 3600 --data FOLDER_OF_CHIPS --out runs/soak
 """
 from __future__ import annotations
 

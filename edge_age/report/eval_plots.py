@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_age.metrics import group_accuracy, roc_curve
-from edge_age.report_page import pyplot, save_figure
+from edge_age.eval.metrics import group_accuracy, roc_curve
+from edge_age.report.page import pyplot, save_figure
 from firmware_host import atomic
 
 TILE = 96  # montage tile size in pixels

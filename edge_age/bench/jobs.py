@@ -132,7 +132,7 @@ def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) 
     windows = Windows(timing.window_s, latency_summary, time.time() - (timing.origin or time.time()))
     options = {"seconds": timing.seconds, "windows": windows, "after_first": lambda: first_rss.append(peak_rss_mb())}
     if kind == "onnx":
-        from edge_age import baselines
+        from edge_age.bench import baselines
         times = baselines.measure(model, threads, timing.runs, timing.warmup, **options)
         size, cover, runtime = model.input_size, None, runtime_of("onnxruntime")
     else:
@@ -152,9 +152,9 @@ def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) 
 def predict_job(kind: str, model, delegate: dict, threads: int, faces: np.ndarray):
     """(age, gender probability or None) of uint8 RGB faces."""
     if kind == "onnx":
-        from edge_age.baselines import predict
+        from edge_age.bench.baselines import predict
         return predict(model, faces, threads)
-    from edge_age.evaluation import predict_tflite
+    from edge_age.eval.evaluation import predict_tflite
     # Delegates other than XNNPACK (Edge TPU, GPU) get the file's own static batch of 1.
     batch = 64 if delegate["delegate"] == "cpu" else 1
     return predict_tflite(Path(model), faces, threads=threads, batch=batch, **delegate)

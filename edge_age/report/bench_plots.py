@@ -4,7 +4,7 @@ from __future__ import annotations
 from itertools import cycle
 from pathlib import Path
 
-from edge_age.report_page import pyplot, save_figure
+from edge_age.report.page import pyplot, save_figure
 
 COLORS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb")
 

@@ -5,7 +5,7 @@ its mirror image: its age output is the log of the averaged age distributions
 (so it decodes like any ``ldl`` model) and its gender output the averaged
 P(female). It is saved as one ``.keras`` file that ``edge-age evaluate`` reads.
 
-Its soft targets (:mod:`edge_age.soft_targets`) are the members' averaged outputs
+Its soft targets (:mod:`edge_age.data.soft_targets`) are the members' averaged outputs
 for every face on the split's training and validation sides, on the face and on
 its mirror image, so that a student flipped by augmentation learns the matching one.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.models import custom_objects
-from edge_age.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_targets
-from edge_age.tf_setup import keras, tensorflow
+from edge_age.train.models import custom_objects
+from edge_age.data.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_targets
+from converters.tf_setup import keras, tensorflow
 from firmware_host import atomic
 from firmware_host.jsonio import write_json
 from firmware_host.errors import EdgeAgeError
@@ -48,7 +48,7 @@ def build_teacher(members: list, input_size: int, *, mirror: bool = True):
 
 def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Age distributions (softmax of the age output) and P(female) for uint8 RGB faces."""
-    from edge_age.progress import track
+    from firmware_host.progress import track
     from firmware_host.preprocess import normalize
     tf = tensorflow()
     ages, females = [], []
@@ -62,7 +62,7 @@ def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.nda
 def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> dict:
     """Write ``teacher.keras`` (members averaged over the mirror image) and ``soft_targets.npz`` into ``out``."""
     from edge_age.data.split import file_hash, read_split
-    from edge_age.training import load_model, save_model, split_arrays
+    from edge_age.train.loop import load_model, save_model, split_arrays
     if not members:
         raise EdgeAgeError("the teacher needs at least one member model")
     out = atomic.writable_dir(out)

@@ -11,8 +11,8 @@ import numpy as np
 
 from edge_age.data.faceset import load_faces
 from edge_age.data.names import MAX_AGE
-from edge_age.metrics import age_confusion, age_metrics, breakdown
-from edge_age.progress import track
+from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
+from firmware_host.progress import track
 from firmware_host.errors import EdgeAgeError
 from firmware_host.postprocess import expected_age
 
@@ -96,7 +96,7 @@ def model_input_size(path: Path) -> int:
     if path.suffix == ".tflite":
         from firmware_host.interpreter import input_size, make_interpreter
         return input_size(make_interpreter(path))
-    from edge_age.training import load_model
+    from edge_age.train.loop import load_model
     return int(load_model(path).input_shape[1])
 
 
@@ -237,7 +237,7 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         faces = faces_at(model_input_size(model))
         pred_age, pred_gender = predict_tflite(model, faces.images)
     else:
-        from edge_age.training import load_model
+        from edge_age.train.loop import load_model
         keras_model = load_model(model)  # loaded once: its input size, then its predictions
         faces = faces_at(int(keras_model.input_shape[1]))
         pred_age, pred_gender = predict_keras(keras_model, faces.images)

@@ -49,7 +49,7 @@ def data_audit(
 ) -> None:
     """Count, check and plot a dataset: names, unreadable files, duplicates, conflicting labels."""
     from edge_age.data.audit import audit_faces
-    from edge_age.data.audit_report import write_audit_report
+    from edge_age.report.audit_page import write_audit_report
     from edge_age.data.faceset import load_faces
     from edge_age.data.split import read_split
 
@@ -114,7 +114,7 @@ def data_calibration(
     seed: int = typer.Option(0),
 ) -> None:
     """Write the int8 calibration manifest: training file names ordered so every prefix is stratified."""
-    from edge_age.calibration import choose, write_manifest
+    from edge_age.data.calibration import choose, write_manifest
     from edge_age.data.split import read_split
 
     rows = choose(read_split(split), n, seed=seed)
@@ -225,9 +225,9 @@ def train(
     """Train the age/gender model (float, then quantization-aware) and evaluate it on the test side."""
     from dataclasses import replace
 
-    from edge_age.models import ModelSpec
-    from edge_age.training import PRESETS, TrainConfig
-    from edge_age.training import train as run_training
+    from edge_age.train.models import ModelSpec
+    from edge_age.train.loop import PRESETS, TrainConfig
+    from edge_age.train.loop import train as run_training
 
     if preset and preset not in PRESETS:
         raise EdgeAgeError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -259,7 +259,7 @@ def teacher(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for teacher.keras, soft_targets.npz, teacher.json."),
 ) -> None:
     """Build the teacher ensemble and store its soft targets for distillation ('edge-age train --soft-targets')."""
-    from edge_age.teacher import make_teacher
+    from edge_age.train.teacher import make_teacher
     meta = make_teacher(members, data=data, split_path=split, out=out)
     typer.echo(f"wrote {out}/teacher.keras and soft targets of {meta['faces']} faces ({', '.join(meta['sides'])})")
 
@@ -287,14 +287,14 @@ def evaluate(
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
     import os
 
-    from edge_age.evaluation import evaluate_file
+    from edge_age.eval.evaluation import evaluate_file
     from edge_age.members import resolve_tflite
 
     model = resolve_tflite(model)
     if split and labels:
         raise EdgeAgeError("give --split or --labels, not both")
     if out:
-        from edge_age.report_page import pyplot
+        from edge_age.report.page import pyplot
         pyplot()  # fail before the model runs when matplotlib is missing
     finder = None
     if detect:
@@ -307,7 +307,7 @@ def evaluate(
     if json_out:
         write_json(json_out, result)
     if out:
-        from edge_age.eval_page import Evaluated, write_page
+        from edge_age.report.eval_page import Evaluated, write_page
         selection = (f"side {subset} of {split}" if split else
                      f"largest face found by {finder.name} in each photo of {labels}" if finder else
                      f"listed in {labels}" if labels else "every file name with readable labels")
@@ -355,8 +355,8 @@ def convert(
     import os
 
     from converters.targets import TARGETS
-    from edge_age.convert import convert as run_convert
-    from edge_age.convert_page import table
+    from converters.driver import convert as run_convert
+    from edge_age.report.convert_page import table
     from edge_age.members import is_member_name, member, resolve_keras
 
     if model is not None and is_member_name(model):
@@ -458,9 +458,9 @@ def predict(
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
-    from edge_age.evaluation import read_labels
+    from edge_age.eval.evaluation import read_labels
     from edge_age.members import resolve_tflite
-    from edge_age.progress import track
+    from firmware_host.progress import track
     from firmware_host.detectors import make_detector
     from firmware_host.photos import predict_images, write_rows
     from firmware_host.predictor import AgeGenderModel
@@ -521,7 +521,7 @@ def run_table(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
 ) -> None:
     """Compare runs: settings, frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
-    from edge_age.run_table import run_table as table_of
+    from edge_age.report.run_table import run_table as table_of
     from firmware_host import atomic
 
     table = table_of(reports)
@@ -536,7 +536,7 @@ def _report_accuracy(rows: list[dict], labels: tuple[list, list[str]], out: Path
     A label's ``file`` is an image's path as in ``faces.csv``, or its bare name when no other image has it."""
     from collections import Counter
 
-    from edge_age.metrics import age_metrics
+    from edge_age.eval.metrics import age_metrics
 
     truth = {f: (age, gender) for f, age, gender, _ in labels[0]}
     names = Counter(Path(f).name for f in dict.fromkeys(r["file"] for r in rows))
@@ -598,10 +598,10 @@ def bench(
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
-    from edge_age.bench import Faces, run_bench
-    from edge_age.bench_jobs import Timing
-    from edge_age.bench_report import bench_table
-    from edge_age.bench_sustained import has_windows, verdict_lines
+    from edge_age.bench.run import Faces, run_bench
+    from edge_age.bench.jobs import Timing
+    from edge_age.report.bench_page import bench_table
+    from edge_age.report.sustained import has_windows, verdict_lines
     from edge_age.members import resolve_tflite
     from firmware_host.windows import check_seconds
 
@@ -636,7 +636,7 @@ def models(
 ) -> None:
     """The bundled model family: each member's size, accuracy on the test split and latency; usable by name."""
     from edge_age.members import DEFAULT_MEMBER, members
-    from edge_age.report_page import md_table
+    from edge_age.report.page import md_table
 
     family = members()
     if json_out:
@@ -665,7 +665,7 @@ def bundle(
     bench_json: Optional[Path] = typer.Option(None, "--bench", help="Take the CPU latency from this bench.json."),
 ) -> None:
     """Install a trained, converted member into the package's family folder (maintainers: 'make family')."""
-    from edge_age.bundle import bundle_member
+    from edge_age.train.bundle import bundle_member
 
     facts = bundle_member(name, run=run_dir, converted=converted, copy_keras=copy_keras, bench=bench_json)
     typer.echo(f"bundled {name}: {', '.join(facts['files'])}")
@@ -677,7 +677,7 @@ def report(
     out: Path = typer.Option(Path("runs/report"), "--out", "-o", help="Folder for report.html and report.md."),
 ) -> None:
     """Merge benches from several devices: per model, accuracy and latency on each device, each device's Pareto front."""
-    from edge_age.bench_merge import merge_benches
+    from edge_age.bench.merge import merge_benches
 
     typer.echo(merge_benches(benches, out))
     typer.echo(f"wrote {out}/report.html and report.md")

@@ -10,12 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_age import __version__, eval_plots, plots
-from edge_age.bench_report import breakdown_sections
+from edge_age import __version__
+from edge_age.report import eval_plots
+from edge_age.report import train_plots as plots
+from edge_age.report.bench_page import breakdown_sections
 from edge_age.data.split import AGE_BINS, age_bin, age_bin_label
-from edge_age.evaluation import Labelled
-from edge_age.metrics import group_accuracy
-from edge_age.report_page import Section, image_uri, pyplot, to_html, to_markdown
+from edge_age.eval.evaluation import Labelled
+from edge_age.eval.metrics import group_accuracy
+from edge_age.report.page import Section, image_uri, pyplot, to_html, to_markdown
 from firmware_host import atomic
 
 SAMPLES_PER_GROUP = 8

@@ -5,9 +5,9 @@ from __future__ import annotations
 from itertools import cycle
 from pathlib import Path
 
-from edge_age.bench_plots import COLORS
-from edge_age.bench_report import can_plot
-from edge_age.report_page import Section, md_table, pyplot, save_figure, to_html, to_markdown
+from edge_age.report.bench_plots import COLORS
+from edge_age.report.bench_page import can_plot
+from edge_age.report.page import Section, md_table, pyplot, save_figure, to_html, to_markdown
 from firmware_host import atomic
 from firmware_host.jsonio import write_json
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from edge_age import bench_plots
-from edge_age.bench_report import (FRONT_NOTE, NO_PLOTS, Measurement, accuracy_cells, breakdown_sections,
+from edge_age.report import bench_plots
+from edge_age.report.bench_page import (FRONT_NOTE, NO_PLOTS, Measurement, accuracy_cells, breakdown_sections,
                                    can_plot, coverage_cell, fmt, label, load_bench, measurements, short_names,
                                    thermal_text, write_pages)
-from edge_age.report_page import Section, md_table
+from edge_age.report.page import Section, md_table
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 

@@ -21,10 +21,10 @@ import numpy as np
 from edge_age.data.faceset import data_path, load_faces, native_size
 from edge_age.data.pipeline import make_dataset
 from edge_age.data.split import Split, file_hash, read_split
-from edge_age.losses import age_loss_and_metric, distillation_loss
-from edge_age.soft_targets import SoftTargets, read_soft_targets
-from edge_age.models import ModelSpec, build_model, custom_objects
-from edge_age.tf_setup import keras, tensorflow
+from edge_age.train.losses import age_loss_and_metric, distillation_loss
+from edge_age.data.soft_targets import SoftTargets, read_soft_targets
+from edge_age.train.models import ModelSpec, build_model, custom_objects
+from converters.tf_setup import keras, tensorflow
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import write_json
@@ -254,9 +254,9 @@ PRESETS = {
 
 def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool = False) -> dict:
     """Train (float, then QAT when ``config.qat_epochs``), evaluate on the test side, write the run folder."""
-    from edge_age.evaluation import evaluate_arrays
-    from edge_age.model_card import write_model_card
-    from edge_age.plots import training_curves
+    from edge_age.eval.evaluation import evaluate_arrays
+    from edge_age.train.model_card import write_model_card
+    from edge_age.report.train_plots import training_curves
 
     split = read_split(split_path)
     config = _prepare_run(run, config.check(), resume)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.metrics import error_by_age as age_error_bins
-from edge_age.report_page import pyplot, save_figure
+from edge_age.eval.metrics import error_by_age as age_error_bins
+from edge_age.report.page import pyplot, save_figure
 
 
 def predicted_vs_true(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
@@ -30,7 +30,7 @@ def error_by_age(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
 
 def training_curves(run: Path) -> Path | None:
     """Loss and validation MAE per epoch of each phase, from the run's history CSVs."""
-    from edge_age.training import read_history
+    from edge_age.train.loop import read_history
     history = read_history(run)
     if not history:
         return None

@@ -1,6 +1,6 @@
 """The tables of ``make pipeline-figures``, from the folder it fills, into ``pipeline.md`` there.
 
-    python -m edge_age.pipeline_figures runs/pipeline
+    python -m edge_age.report.pipeline_figures runs/pipeline
 
 Reads ``runs/*/run_report.json`` (one per detector, detect size, detect every and face count),
 ``overlap/*/run_report.json`` (annotated video written with and without ``--overlap``), ``raw/*.json``
@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from edge_age.bench_sustained import row_drift, throttling_line
-from edge_age.report_page import md_table
-from edge_age.run_table import read_report, run_table
+from edge_age.report.sustained import row_drift, throttling_line
+from edge_age.report.page import md_table
+from edge_age.report.run_table import read_report, run_table
 from firmware_host import atomic
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE
 from firmware_host.detectors import DETECTORS

@@ -19,10 +19,10 @@ from edge_age.data.split import Row, Split, age_bin
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]
 # Installed from a wheel: edge_age/calibration_data; in a source checkout: calibration_data/ beside the package.
-MANIFEST_DIR = next((d for d in (_HERE / "calibration_data", _HERE.parent / "calibration_data") if d.is_dir()),
-                    _HERE / "calibration_data")
+MANIFEST_DIR = next((d for d in (_PACKAGE / "calibration_data", _PACKAGE.parent / "calibration_data") if d.is_dir()),
+                    _PACKAGE / "calibration_data")
 DEFAULT_MANIFEST = MANIFEST_DIR / "train_manifest.csv"
 COLUMNS = ("file", "age", "gender", "race")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_age.report_page import md_table
+from edge_age.report.page import md_table
 from firmware_host.errors import EdgeAgeError
 from firmware_host.stages import STAGES
 

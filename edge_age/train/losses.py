@@ -1,7 +1,7 @@
 """Losses and metrics of the age head, for label-distribution learning and plain regression."""
 from __future__ import annotations
 
-from edge_age.tf_setup import keras, tensorflow
+from converters.tf_setup import keras, tensorflow
 
 tf = tensorflow()
 

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edge_age.data.names import MAX_AGE
-from edge_age.tf_setup import keras, tensorflow
+from converters.tf_setup import keras, tensorflow
 from firmware_host.errors import EdgeAgeError
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"

@@ -10,7 +10,7 @@ import numpy as np
 from edge_age.data.audit import Audit
 from edge_age.data.names import GENDERS, MAX_AGE, RACES
 from edge_age.data.split import SIDES, Split
-from edge_age.report_page import (data_uri, html_page, html_table, image_uri, md_table, pyplot,
+from edge_age.report.page import (data_uri, html_page, html_table, image_uri, md_table, pyplot,
                                   save_figure)
 from firmware_host import atomic
 from firmware_host.jsonio import write_json

@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_age import bench_plots, bench_sustained
-from edge_age.report_page import Section, md_table, pyplot, to_html, to_markdown
+from edge_age.report import bench_plots
+from edge_age.report import sustained as bench_sustained
+from edge_age.report.page import Section, md_table, pyplot, to_html, to_markdown
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import check_schema, write_json

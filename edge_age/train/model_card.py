@@ -5,7 +5,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from edge_age.report_page import md_table
+from edge_age.report.page import md_table
 from firmware_host import atomic
 
 PACKAGES = ("edge-age", "tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "opencv-python-headless")
