@@ -236,13 +236,13 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
 
 def _check_options(debug_images: int | None, budget: float, max_float: int, int16x8_faces: int) -> None:
     if debug_images is not None and debug_images < 1:
-        raise EdgeAgeError(f"--debug-images must be 1 or more, not {debug_images}")
+        raise EdgeAgeError(f"{{}} must be 1 or more, not {debug_images}", option="--debug-images", parameter="debug_images")
     if not budget >= 0:
-        raise EdgeAgeError(f"--budget must be 0 or more years, not {budget}")
+        raise EdgeAgeError(f"{{}} must be 0 or more years, not {budget}", option="--budget", parameter="budget")
     if max_float < 0:
-        raise EdgeAgeError(f"--max-float must be 0 or more, not {max_float}")
+        raise EdgeAgeError(f"{{}} must be 0 or more, not {max_float}", option="--max-float", parameter="max_float")
     if int16x8_faces < 0:
-        raise EdgeAgeError(f"--int16x8-faces must be 0 (all) or more, not {int16x8_faces}")
+        raise EdgeAgeError(f"{{}} must be 0 (all) or more, not {int16x8_faces}", option="--int16x8-faces", parameter="int16x8_faces")
 
 
 def _representative(faces: Faces):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_host.align import crop
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 from firmware_host.predictor import AgeGenderModel, Prediction
 from firmware_host.stages import StageTimer
 

@@ -1,7 +1,6 @@
 """LiteRT interpreter adapters in the pycoral style: make, set input, get outputs.
 
-The interpreter comes from ai-edge-litert, else tflite-runtime, else ``tf.lite``
-(only when TensorFlow is already installed); no TensorFlow is imported otherwise.
+The interpreter comes from ai-edge-litert, else tflite-runtime; TensorFlow is never imported here.
 Delegates: ``cpu`` (XNNPACK, LiteRT's default), ``gpu`` (the GPU delegate library) and
 ``edgetpu`` (``libedgetpu``, for models compiled by ``edgetpu_compiler``).
 """
@@ -31,18 +30,14 @@ _INSTALL = {
 
 
 def _litert():
-    """The interpreter module: ai-edge-litert, else tflite-runtime, else tf.lite when TensorFlow is installed."""
+    """The interpreter module: ai-edge-litert, else tflite-runtime."""
     try:
         from ai_edge_litert import interpreter
     except ImportError:
         try:
             from tflite_runtime import interpreter
         except ImportError:
-            try:
-                import tensorflow as tf
-            except ImportError:
-                raise EdgeAgeError("no TFLite interpreter: pip install ai-edge-litert") from None
-            interpreter = tf.lite
+            raise EdgeAgeError("no TFLite interpreter: pip install ai-edge-litert") from None
     return interpreter
 
 

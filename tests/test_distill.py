@@ -77,14 +77,14 @@ def teacher_dir(tiny_run, faces, split, tmp_path_factory):
 
 
 def test_teacher_writes_soft_targets_with_fingerprints(teacher_dir, split):
-    from edge_age.data.split import file_hash
+    from firmware_host.paths import file_sha256
     with np.load(teacher_dir / "soft_targets.npz") as z:
         meta = json.loads(str(z["meta"]))
         assert z["age"].shape == z["age_mirror"].shape and z["age"].shape[1] == 117
         assert np.allclose(z["age"].sum(axis=1), 1, atol=1e-4)
         assert ((z["female"] >= 0) & (z["female"] <= 1)).all()
         n_files = len(z["files"])
-    assert meta["split_sha256"] == file_hash(split)
+    assert meta["split_sha256"] == file_sha256(split)
     assert len(meta["data_fingerprint"]) >= 16
     from edge_age.data.split import read_split
     rows = read_split(split)

@@ -7,7 +7,6 @@ measured. Nothing here imports TensorFlow: the same command runs on a Raspberry 
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from firmware_host.progress import progress_bar
 from firmware_host import atomic, system_info
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import EDGETPU_OP, load_delegate, make_interpreter
+from firmware_host.paths import file_sha256
 from firmware_host.model_info import check_model, read_info, sidecar_path
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite file
@@ -59,7 +59,7 @@ class BenchModel:
     def entry(self) -> dict:
         """The model's record in bench.json (input size and accuracy are filled in as measured)."""
         return {"name": self.name, "file": str(self.path), "kind": self.kind, "target": self.target,
-                "size_bytes": self.path.stat().st_size, "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
+                "size_bytes": self.path.stat().st_size, "sha256": file_sha256(self.path),
                 "input_size": self.input_size, "accuracy": {},
                 "baseline": self.baseline.to_dict() if self.baseline else None}
 

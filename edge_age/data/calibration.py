@@ -17,6 +17,7 @@ import numpy as np
 
 from edge_age.data.split import Row, Split, age_bin
 from firmware_host import atomic
+from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -65,12 +66,8 @@ def write_manifest(rows: list[Row], path: Path) -> Path:
 
 
 def read_manifest(path: Path = DEFAULT_MANIFEST) -> list[Row]:
+    reader = read_table(path, "calibration manifest", columns=COLUMNS, not_text="has a bad value")
     try:
-        reader = csv.DictReader(Path(path).read_text(encoding="utf-8").splitlines())
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise EdgeAgeError(f"calibration manifest {path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
         return [Row(r["file"], int(r["age"]), int(r["gender"]), int(r["race"])) for r in reader]
-    except OSError as exc:
-        raise EdgeAgeError(f"cannot read calibration manifest {path}: {exc.strerror or exc}") from None
     except ValueError:
         raise EdgeAgeError(f"calibration manifest {path} has a bad value") from None

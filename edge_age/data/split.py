@@ -174,15 +174,7 @@ def write_split(split: Split, path: str | Path) -> Path:
 def read_split(path: str | Path) -> Split:
     """Read a split CSV, checking its columns and values."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EdgeAgeError(f"cannot read split file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise EdgeAgeError(f"split file {path} is not a text CSV") from None
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise EdgeAgeError(f"split file {path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
+    reader = read_table(path, "split file", columns=COLUMNS, not_text="is not a text CSV")
     rows = []
     for line, rec in enumerate(reader, start=2):
         try:
@@ -195,11 +187,6 @@ def read_split(path: str | Path) -> Split:
     if not rows:
         raise EdgeAgeError(f"split file {path} has no rows")
     return Split(rows)
-
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file, for model cards."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def check_split(split: Split) -> dict:

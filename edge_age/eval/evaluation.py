@@ -13,11 +13,11 @@ from edge_age.data.faceset import load_faces
 from edge_age.data.names import MAX_AGE
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.progress import track
+from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
 from firmware_host.postprocess import expected_age
 
 log = logging.getLogger(__name__)
-SKIP_HINT = "--skip-bad-labels skips and counts such rows"
 
 
 @dataclass
@@ -176,29 +176,27 @@ def _label_row(row: dict, seen: dict[str, int]) -> tuple[tuple[str, int, int, in
     return (file, int(age), int(gender) if gender else -1, -1), ""
 
 
+def _braces(value) -> str:
+    """``value`` as text safe inside a message with a hint (its braces doubled)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
 def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int, int, int]], list[str]]:
     """Rows ``(file, age, gender, -1)`` of a CSV with columns ``file``, ``age`` and optionally ``gender``
     (0 male, 1 female, empty unknown), and the rows skipped as ``line N: reason``.
 
     A bad row (age outside 0..116, another gender, a file listed twice) stops with its line number,
     or is skipped and counted with ``skip_bad``; a broken CSV (an unterminated quote) always stops."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EdgeAgeError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise EdgeAgeError(f"labels file {path} is not UTF-8 text") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows, skipped, seen = [], [], {}
     line = 1
     try:
-        if not {"file", "age"} <= set(reader.fieldnames or ()):
-            raise EdgeAgeError(f"labels file {path} needs the columns file and age, has {reader.fieldnames}")
+        reader = read_table(path, "labels file", required=("file", "age"), strict=True)
         line = reader.line_num + 1
         for raw in reader:
             row, reason = _label_row(raw, seen)
             if row is None and not skip_bad:
-                raise EdgeAgeError(f"labels file {path}, line {line}: {reason} ({SKIP_HINT})")
+                raise EdgeAgeError(f"labels file {_braces(path)}, line {line}: {_braces(reason)} ({{}} skips and counts such rows)",
+                                  option="--skip-bad-labels", parameter="skip_bad")
             if row is None:
                 skipped.append(f"line {line}: {reason}")
             else:

@@ -7,6 +7,7 @@ import numpy as np
 
 from edge_age.eval.metrics import error_by_age as age_error_bins
 from edge_age.report.page import pyplot, save_figure
+from firmware_host.csvio import read_rows
 
 
 def predicted_vs_true(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
@@ -30,7 +31,6 @@ def error_by_age(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
 
 def training_curves(run: Path) -> Path | None:
     """Loss and validation MAE per epoch of each phase, from the run's history CSVs."""
-    from edge_age.train.loop import read_history
     history = read_history(run)
     if not history:
         return None
@@ -50,3 +50,13 @@ def training_curves(run: Path) -> Path | None:
     ax1.legend()
     ax2.legend()
     return save_figure(fig, run / "curves.png")
+
+
+def read_history(run: Path) -> dict[str, list[dict]]:
+    """The per-epoch logs of each phase."""
+    out = {}
+    for phase in ("float", "qat"):
+        path = run / f"history_{phase}.csv"
+        if path.is_file():
+            out[phase] = read_rows(path, "history file")
+    return out

@@ -46,10 +46,10 @@ def _layers(model):
 
 def bench_latency(bench: Path, model: Path) -> dict:
     """p50 ms per CPU thread count of ``model`` (matched by SHA-256) in a ``bench.json``, and the device's name."""
-    import hashlib
+    from firmware_host.paths import file_sha256
     try:
         record = json.loads(Path(bench).read_text(encoding="utf-8"))
-        digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        digest = file_sha256(model)
         names = {m["name"] for m in record["models"] if m.get("sha256") == digest}
         p50 = {str(r["threads"]): r["latency_ms"]["p50"] for r in record["latency"]
                if r["model"] in names and r["delegate"] == "cpu"}

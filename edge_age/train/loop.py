@@ -20,14 +20,16 @@ import numpy as np
 
 from edge_age.data.faceset import data_path, load_faces, native_size
 from edge_age.data.pipeline import make_dataset
-from edge_age.data.split import Split, file_hash, read_split
+from edge_age.data.split import Split, read_split
 from edge_age.train.losses import age_loss_and_metric, distillation_loss
 from edge_age.data.soft_targets import SoftTargets, read_soft_targets
-from edge_age.train.models import ModelSpec, build_model, custom_objects
+from edge_age.train.models import ModelSpec, build_model
+from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
 from converters.tf_setup import keras, tensorflow
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import write_json
+from firmware_host.paths import file_sha256
 
 
 @dataclass
@@ -204,33 +206,6 @@ def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, *, epochs: i
     model.load_weights(str(run / f"best_{phase}.h5"))
 
 
-DEVICE_FILE = "device.json"
-
-
-def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) -> Path:
-    """What the runtime needs to feed and read the model, saved beside it (``device.json``) for every sidecar."""
-    from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE
-    facts = {"input_size": spec.input_size, "chip_resolution": chip_resolution, "color_order": COLOR_ORDER,
-             "pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "ages": [0, spec.max_age],
-             "age_decode": "softmax_expectation" if spec.head == "ldl" else "value", "gender_decode": "sigmoid_probability"}
-    return write_json(Path(run) / DEVICE_FILE, facts)
-
-
-def read_device_facts(model: Path) -> dict:
-    """The ``device.json`` saved beside a model when it was trained, or ``{}`` for a run made before it existed."""
-    path = Path(model).parent / DEVICE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        facts = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise EdgeAgeError(f"{path} is not valid JSON: {exc}") from None
-    res = facts.get("chip_resolution") if isinstance(facts, dict) else None
-    if not isinstance(facts, dict) or not (res is None or (isinstance(res, int) and 8 <= res <= 4096)):
-        raise EdgeAgeError(f"{path}: chip_resolution must be a whole number of pixels in 8..4096")
-    return facts
-
-
 def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
     run = atomic.writable_dir(run)
     saved = run / "config.json"
@@ -239,7 +214,8 @@ def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
             raise EdgeAgeError(f"nothing to resume in {run}: no config.json")
         return TrainConfig.from_dict(json.loads(saved.read_text()))
     if saved.is_file():
-        raise EdgeAgeError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+        raise EdgeAgeError(f"{_braces(run)} already holds a run: pass {{}} to continue it, or choose another {{}}",
+                           option=("--resume", "--out"), parameter=("resume=True", "out"))
     return config
 
 
@@ -264,7 +240,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     if not len(arrays["train"].ages) or not len(arrays["val"].ages):
         raise EdgeAgeError("the split has no train or no validation images")
     teacher = (read_soft_targets(Path(config.soft_targets), data_fingerprint=fingerprint,
-                                 split_sha256=file_hash(split_path)) if config.soft_targets else None)
+                                 split_sha256=file_sha256(split_path)) if config.soft_targets else None)
     keras().utils.set_random_seed(config.seed)
     started = time.time()
     metrics: dict = {}
@@ -292,53 +268,9 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
             save_model(qat, run / "qat.h5")
         metrics["qat"] = evaluate_arrays(load_model(run / "qat.h5"), arrays[held_out])
     metrics["train_minutes"] = round((time.time() - started) / 60, 2)
-    metrics["split_sha256"] = file_hash(split_path)
+    metrics["split_sha256"] = file_sha256(split_path)
     write_json(run / "metrics.json", metrics)
     training_curves(run)
     write_model_card(run, config, metrics, data, split_path, fingerprint)
     shutil.rmtree(run / "backup", ignore_errors=True)
     return metrics
-
-
-def quantize(model):
-    """A quantization-aware copy of a float model."""
-    import tensorflow_model_optimization as tfmot
-    return tfmot.quantization.keras.quantize_model(model)
-
-
-def save_model(model, path: Path) -> Path:
-    """Save graph and weights without optimizer state, atomically (``.h5`` for QAT models: ``.keras`` does not reload)."""
-    with atomic.atomic_path(path) as tmp:
-        if path.suffix == ".h5":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "HDF5 is legacy": it is the format a QAT model reloads from
-                model.save(str(tmp), include_optimizer=False)
-        else:
-            clean = keras().models.clone_model(model)
-            clean.set_weights(model.get_weights())
-            clean.save(str(tmp))
-    return path
-
-
-def load_model(path: str | Path):
-    """A float ``.keras``/``.h5`` or a QAT ``.h5`` model, uncompiled."""
-    import tensorflow_model_optimization as tfmot
-    k = keras()
-    path = Path(path)
-    if not path.is_file():
-        raise EdgeAgeError(f"model file {path} does not exist")
-    try:
-        with tfmot.quantization.keras.quantize_scope(), k.utils.custom_object_scope(custom_objects()):
-            return k.models.load_model(str(path), compile=False)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EdgeAgeError(f"{path} is not a readable Keras model: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
-
-
-def read_history(run: Path) -> dict[str, list[dict]]:
-    """The per-epoch logs of each phase."""
-    out = {}
-    for phase in ("float", "qat"):
-        path = run / f"history_{phase}.csv"
-        if path.is_file():
-            out[phase] = list(csv.DictReader(path.open()))
-    return out

@@ -61,7 +61,8 @@ def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.nda
 
 def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> dict:
     """Write ``teacher.keras`` (members averaged over the mirror image) and ``soft_targets.npz`` into ``out``."""
-    from edge_age.data.split import file_hash, read_split
+    from edge_age.data.split import read_split
+    from firmware_host.paths import file_sha256
     from edge_age.train.loop import load_model, save_model, split_arrays
     if not members:
         raise EdgeAgeError("the teacher needs at least one member model")
@@ -78,7 +79,7 @@ def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> d
         am, fm = teacher_outputs(plain, images[:, :, ::-1])
         files += arrays[side].files
         age.append(a), age_m.append(am), fem.append(f), fem_m.append(fm)
-    meta = {"format": FORMAT, "data_fingerprint": fingerprint, "split_sha256": file_hash(split_path),
+    meta = {"format": FORMAT, "data_fingerprint": fingerprint, "split_sha256": file_sha256(split_path),
             "split_file": Path(split_path).name, "members": [str(p) for p in members], "input_size": size,
             "sides": list(SIDES), "faces": len(files)}
     targets = SoftTargets(files, np.concatenate(age), np.concatenate(age_m), np.concatenate(fem),
