@@ -1,36 +1,31 @@
-"""``edge-age convert``: every TFLite target of a model, calibrated, validated and reported.
+"""The conversion driver: every target of the table built in a staging folder, described, validated and moved
+into the output folder only when its MAE on the validation faces is within ``threshold`` years of the float Keras
+model's, so a broken file never replaces a good one; each file gets its sidecar (``firmware_host.model_info``).
+Every integer file also gets its per-layer error and its agreement with the float model (``converters.workbench``).
 
-Files are built in a staging folder and moved into ``--out`` only when their MAE on
-the validation faces is within ``threshold`` years of the float Keras model's, so a
-broken file never replaces a good one. Every integer file also gets its per-layer
-error and its agreement with the float model (``converters.workbench``).
+It takes the Keras models, the faces and the Keras model's own scores as arguments: what data and metrics mean
+belongs to ``edge_age`` (``edge_age.conversion`` gathers them), and nothing of ``edge_age`` is imported here.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 
-from converters.targets import DEFAULT_TARGETS, INTEGER_TARGETS, TARGETS, target
-from edge_age import __version__
-from edge_age.data.calibration import DEFAULT_MANIFEST, choose, read_manifest
-from edge_age.data.faceset import load_faces, native_size
-from edge_age.data.split import Row, read_split
-from edge_age.train.models import reference_model
-from edge_age.train.loop import read_device_facts
-from firmware_host.progress import track
+from converters.targets import INTEGER_TARGETS, TARGETS
+from converters.workbench import Workbench
 from firmware_host import atomic
+from firmware_host.contract import is_age_gender, output_key
 from firmware_host.errors import EdgeAgeError
 from firmware_host.model_info import ModelInfo, Output, write_info
+from firmware_host.paths import file_sha256
+from firmware_host.predictor import predict_tflite
 from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
-
-if TYPE_CHECKING:
-    from converters.workbench import Workbench
+from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5
@@ -39,11 +34,12 @@ DEFAULT_DEBUG_IMAGES = 100
 DEFAULT_BUDGET = 0.1
 DEFAULT_MAX_FLOAT = 8
 DEFAULT_INT16X8_FACES = 500  # its reference kernels take about 40 ms a face on the reference model
+Score = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], dict]  # (ages, genders, true ages, genders)
 
 
 @dataclass
-class Faces:
-    """Images and labels used for calibration or validation."""
+class Samples:
+    """Images and labels used for calibration, validation or the int8-mixed search."""
 
     images: np.ndarray
     ages: np.ndarray
@@ -62,45 +58,14 @@ class Result:
     details: dict = field(default_factory=dict)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def resolve_models(model: Path | None, qat: Path | None) -> tuple[Path, Path | None]:
-    """The float model and its QAT twin: the bundled reference, or MODEL and ``--qat`` (default: ``qat.h5`` beside it)."""
-    if model is None:
-        return reference_model("float"), qat or reference_model("qat")
-    twin = qat or (model.parent / "qat.h5")
-    return model, twin if twin.is_file() else None
-
-
-def _faces(data, rows: list[Row], size: int, source: str) -> Faces:
-    faces = load_faces(data, size=size)
-    index = faces.index()
-    found = [r for r in rows if r.file in index]
-    if not found:
-        raise EdgeAgeError(f"none of the {len(rows)} {source} images is in {faces.root}")
-    idx = np.array([index[r.file] for r in found])
-    return Faces(np.asarray(faces.images[idx]), np.array([r.age for r in found]),
-                 np.array([r.gender for r in found]), f"{source} ({len(found)} images)")
-
-
-def calibration_rows(split: Path | None, n: int, stratified: bool = True, seed: int = 0) -> list[Row]:
-    """``n`` training images from the split (stratified or not), else the first ``n`` of the committed manifest."""
-    if split:
-        return choose(read_split(split), n, seed=seed, stratified=stratified)
-    if not stratified:
-        raise EdgeAgeError("a random calibration draw needs --split (the committed manifest is stratified)")
-    return read_manifest(DEFAULT_MANIFEST)[:n]
-
-
-def _check_outputs(model, path: Path) -> None:
+def check_outputs(model, path: Path) -> None:
+    """Refuse a Keras model without an age and a gender output."""
     keys = list(model.output) if isinstance(model.output, dict) else list(model.output_names)
-    if not any(k.endswith("age") for k in keys) or not any(k.endswith("gender") for k in keys):
+    if not is_age_gender(keys):
         raise EdgeAgeError(f"{path} is not an edge-age model: outputs {keys}, expected age and gender")
 
 
-def model_info(path: Path, name: str, source: Path) -> ModelInfo:
+def model_info(path: Path, name: str, source: Path, *, toolkit_version: str) -> ModelInfo:
     """The sidecar content of a converted file, read back from the file itself."""
     from firmware_host.interpreter import make_interpreter
     interpreter = make_interpreter(path)
@@ -118,7 +83,7 @@ def model_info(path: Path, name: str, source: Path) -> ModelInfo:
     return ModelInfo(target=name, input_size=int(inp["shape"][1]), color_order=COLOR_ORDER, pixel_scale=PIXEL_SCALE,
                      pixel_offset=PIXEL_OFFSET, input_dtype=np.dtype(inp["dtype"]).name,
                      input_quantization=[float(scale), int(zero)] if scale else None, outputs=outputs,
-                     source_model=source.name, source_sha256=sha256(source), toolkit_version=__version__)
+                     source_model=source.name, source_sha256=file_sha256(source), toolkit_version=__version__)
 
 
 def spread(n: int, k: int) -> np.ndarray:
@@ -126,15 +91,14 @@ def spread(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
-def _subset(faces: Faces, idx: np.ndarray) -> Faces:
-    return Faces(faces.images[idx], faces.ages[idx], faces.genders[idx], f"{len(idx)} of {faces.source}")
+def _subset(faces: Samples, idx: np.ndarray) -> Samples:
+    return Samples(faces.images[idx], faces.ages[idx], faces.genders[idx], f"{len(idx)} of {faces.source}")
 
 
-def _validate(path: Path, faces: Faces, reference: tuple[np.ndarray, np.ndarray], progress: str | None = None) -> dict:
-    from edge_age.eval.evaluation import predict_tflite
-    from edge_age.eval.metrics import age_metrics
+def _validate(path: Path, faces: Samples, reference: tuple[np.ndarray, np.ndarray], score: Score,
+              progress: str | None = None) -> dict:
     pred_age, pred_gender = predict_tflite(path, faces.images, progress=progress)
-    m = age_metrics(pred_age, faces.ages, pred_gender, faces.genders)
+    m = score(pred_age, faces.ages, pred_gender, faces.genders)
     m["age_diff_to_keras"] = float(np.mean(np.abs(pred_age - reference[0])))
     m["gender_agreement"] = float(np.mean((pred_gender >= 0.5) == (reference[1] >= 0.5)))
     return m
@@ -153,88 +117,7 @@ def _describe(path: Path) -> dict:
             "latency_ms_p50": float(np.median(times) * 1000)}
 
 
-def convert(model: Path | None = None, targets: list[str] | None = None, out: Path = Path("runs/convert"),
-            data=None, split: Path | None = None, calib: int = DEFAULT_CALIB, qat: Path | None = None,
-            threshold: float = DEFAULT_THRESHOLD, stratified: bool = True, *, debug_images: int | None = None,
-            budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
-            int16x8_faces: int = DEFAULT_INT16X8_FACES) -> dict:
-    """Build, validate and report every target; raise after reporting when a file was rejected.
-
-    ``debug_images`` validation faces (default 100, or all when fewer) serve the per-layer analysis; ``budget``,
-    ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all).
-    """
-    from edge_age.report.convert_page import write_reports
-    from edge_age.eval.evaluation import predict_keras
-    from edge_age.eval.metrics import age_metrics
-    from edge_age.train.loop import load_model
-
-    names = list(targets or DEFAULT_TARGETS)
-    for name in names:
-        target(name)
-    _check_options(debug_images, budget, max_float, int16x8_faces)
-    out = atomic.writable_dir(out)
-    float_path, qat_path = resolve_models(model, qat)
-    models = {"float": load_model(float_path)}
-    _check_outputs(models["float"], float_path)
-    needs_qat = [n for n in names if TARGETS[n].source == "qat"]
-    if needs_qat and qat_path is None:
-        raise EdgeAgeError(f"targets {', '.join(needs_qat)} need the QAT twin of {float_path}: pass --qat "
-                           f"or put qat.h5 beside it")
-    if needs_qat:
-        models["qat"] = load_model(qat_path)
-        _check_outputs(models["qat"], qat_path)
-        if models["qat"].input_shape != models["float"].input_shape:
-            raise EdgeAgeError(f"{qat_path} takes input {models['qat'].input_shape}, {float_path} takes "
-                               f"{models['float'].input_shape}: not twins")
-    size = int(models["float"].input_shape[1])
-
-    rows = calibration_rows(split, calib, stratified) if data else []
-    calibration = _faces(data, rows, size, f"{'stratified' if stratified else 'random'} calibration") if data else None
-    if data and split:
-        val_rows = read_split(split).side("test")
-        validation = _faces(data, val_rows, size, "test split")
-    else:
-        validation = calibration
-    if validation is not None and debug_images is not None and debug_images > len(validation.ages):
-        raise EdgeAgeError(f"--debug-images {debug_images} is more than the {len(validation.ages)} validation faces")
-    keras_preds, keras_metrics = {}, {}
-    if validation is not None:
-        for kind, m in models.items():
-            keras_preds[kind] = predict_keras(m, validation.images)
-            pred_age, pred_gender = keras_preds[kind]
-            keras_metrics[kind] = age_metrics(pred_age, validation.ages, pred_gender, validation.genders)
-
-    resolution = read_device_facts(float_path).get("chip_resolution") or (native_size(data) if data else None)
-    if resolution is None:
-        log.warning("no chip resolution known for %s (no device.json beside it, no --data): the runtime will crop "
-                    "faces at the model's input size", float_path)
-    results: list[Result] = []
-    staging = atomic.staging_dir(out)
-    settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces}
-    try:
-        bench = None
-        if validation is not None and calibration is not None and set(names) & INTEGER_TARGETS:
-            bench, settings = _workbench(models, calibration, validation, data, split, size, staging, settings,
-                                         debug_images)
-        run = _Run(models, calibration, validation, keras_preds, keras_metrics, threshold, staging, out, resolution,
-                   bench, int16x8_faces)
-        for name in track(names, "converting", total=len(names)):
-            results.append(run.one(name, float_path if TARGETS[name].source == "float" else qat_path))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    report = {"toolkit_version": __version__, "float_model": str(float_path), "qat_model": str(qat_path or ""),
-              "validation": validation.source if validation else "none (no --data)",
-              "calibration": calibration.source if calibration else "none (no --data)",
-              "threshold_years": threshold, "workbench": settings, "keras": keras_metrics,
-              "targets": [r.__dict__ for r in results]}
-    write_reports(report, out)
-    rejected = [r for r in results if r.status == "rejected"]
-    if rejected:
-        raise EdgeAgeError("; ".join(f"{r.file} rejected: {r.reason}" for r in rejected))
-    return report
-
-
-def _check_options(debug_images: int | None, budget: float, max_float: int, int16x8_faces: int) -> None:
+def check_options(debug_images: int | None, budget: float, max_float: int, int16x8_faces: int) -> None:
     if debug_images is not None and debug_images < 1:
         raise EdgeAgeError(f"{{}} must be 1 or more, not {debug_images}", option="--debug-images", parameter="debug_images")
     if not budget >= 0:
@@ -252,63 +135,96 @@ def _representative(faces: Faces):
     return representative
 
 
-def _workbench(models, calibration: Faces, validation: Faces, data, split, size: int, staging: Path, settings: dict,
-               debug_images: int | None):
-    """The workbench of the run: debug images spread over the validation faces; the int8-mixed search runs on the
-    split's validation side (the test side stays for the report), or on the validation faces without a split."""
-    from edge_age.eval.evaluation import predict_keras
-    from converters.workbench import Workbench
+@dataclass
+class Inputs:
+    """What one conversion run converts and checks against: the Keras models (``float``, maybe ``qat``) and their
+    files, the faces (None without data), the Keras models' predictions and scores on the validation faces, the
+    faces and float MAE of the int8-mixed search, and the chip resolution the runtime crops at."""
+
+    models: dict
+    paths: dict
+    calibration: Samples | None = None
+    validation: Samples | None = None
+    keras_preds: dict = field(default_factory=dict)
+    keras_metrics: dict = field(default_factory=dict)
+    search: Samples | None = None
+    float_search_mae: float | None = None
+    resolution: int | None = None
+
+
+def needs_workbench(names: list[str], inputs: Inputs) -> bool:
+    """Whether the run analyses integer files (it has faces and an integer target)."""
+    return inputs.validation is not None and inputs.calibration is not None and bool(set(names) & INTEGER_TARGETS)
+
+
+def _workbench(inputs: Inputs, staging: Path, settings: dict, debug_images: int | None):
+    """The workbench of the run: debug images spread over the validation faces; the int8-mixed search runs on
+    ``inputs.search`` (the split's validation side, the test side staying for the report)."""
+    validation, search = inputs.validation, inputs.search
     n = min(debug_images or DEFAULT_DEBUG_IMAGES, len(validation.ages))
-    search = validation
-    if split:
-        val_rows = read_split(split).side("val")
-        if val_rows:
-            search = _faces(data, val_rows, size, "validation split")
-    float_mae = float(np.mean(np.abs(predict_keras(models["float"], search.images)[0] - search.ages)))
-    bench = Workbench(models, _representative(calibration), validation.images[spread(len(validation.ages), n)],
-                      staging, search_images=search.images, search_ages=search.ages, float_search_mae=float_mae,
+    bench = Workbench(inputs.models, _representative(inputs.calibration),
+                      validation.images[spread(len(validation.ages), n)], staging, search_images=search.images,
+                      search_ages=search.ages, float_search_mae=inputs.float_search_mae,
                       budget=settings["budget_years"], max_float=settings["max_float"])
-    return bench, {**settings, "debug_images": n, "search_faces": search.source, "float_search_mae": float_mae}
+    return bench, {**settings, "debug_images": n, "search_faces": search.source,
+                   "float_search_mae": inputs.float_search_mae}
+
+
+def run_targets(names: list[str], inputs: Inputs, out: Path, *, score: Score, toolkit_version: str,
+                threshold: float = DEFAULT_THRESHOLD, debug_images: int | None = None,
+                budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
+                int16x8_faces: int = DEFAULT_INT16X8_FACES) -> tuple[list[Result], dict]:
+    """Build, check and promote every target of ``names`` into ``out``: the results and the workbench settings."""
+    results: list[Result] = []
+    staging = atomic.staging_dir(out)
+    settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces}
+    try:
+        bench = None
+        if needs_workbench(names, inputs):
+            bench, settings = _workbench(inputs, staging, settings, debug_images)
+        run = _Run(inputs, threshold, staging, out, bench, int16x8_faces, score, toolkit_version)
+        for name in track(names, "converting", total=len(names)):
+            results.append(run.one(name, inputs.paths[TARGETS[name].source]))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return results, settings
 
 
 @dataclass
 class _Run:
     """What every target of one convert run shares."""
 
-    models: dict
-    calibration: Faces | None
-    validation: Faces | None
-    keras_preds: dict
-    keras_metrics: dict
+    inputs: Inputs
     threshold: float
     staging: Path
     out: Path
-    resolution: int | None
     bench: Workbench | None
     int16x8_faces: int
+    score: Score
+    toolkit_version: str
 
     def one(self, name: str, source_path: Path) -> Result:
         t = TARGETS[name]
-        if t.calibrated and self.calibration is None:
+        if t.calibrated and self.inputs.calibration is None:
             return Result(name, "skipped", reason="needs calibration images: pass --data (and --split)")
         if name == "int8-mixed" and self.bench is None:
             return Result(name, "skipped", reason="needs validation faces to search with: pass --data (and --split)")
         file = f"age_gender_{name}.tflite"
         path = self.staging / file
         options = {"search": self.bench.search()} if name == "int8-mixed" else {}
-        path.write_bytes(t.build(self.models[t.source], calibration=_representative(self.calibration)
+        path.write_bytes(t.build(self.inputs.models[t.source], calibration=_representative(self.inputs.calibration)
                                  if t.calibrated else None, **options))
         details = {"source": t.source, "device": t.device}
         try:
-            info = model_info(path, name, source_path)
+            info = model_info(path, name, source_path, toolkit_version=self.toolkit_version)
             details.update(_describe(path))
         except EdgeAgeError as exc:
             return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc}", details)
-        if self.resolution:  # the runtime crops faces at this resolution first, as the training chips were
-            info.extra["chip_resolution"] = self.resolution
+        if self.inputs.resolution:  # the runtime crops faces at this resolution first, as the training chips were
+            info.extra["chip_resolution"] = self.inputs.resolution
         if options:
             details.update(_mixed(options["search"], path, self.staging))
-        if self.validation is not None:
+        if self.inputs.validation is not None:
             verdict = self._check(name, t.source, path, details)
             if self.bench is not None and name in INTEGER_TARGETS:
                 details.update(self.bench.analyse(name, t.source, path, details.get("kept_float_tensors")))
@@ -325,15 +241,15 @@ class _Run:
 
     def _check(self, name: str, source: str, path: Path, details: dict) -> str:
         """Validate ``path`` into ``details``; the reason to reject it, or ""."""
-        faces, reference, float_mae = self.validation, self.keras_preds[source], self.keras_metrics["float"]["mae"]
+        faces, reference, float_mae = self.inputs.validation, self.inputs.keras_preds[source], self.inputs.keras_metrics["float"]["mae"]
         progress = None
         if name == "int16x8" and 0 < self.int16x8_faces < len(faces.ages):
             idx = spread(len(faces.ages), self.int16x8_faces)
             faces, reference = _subset(faces, idx), tuple(r[idx] for r in reference)
-            float_mae = float(np.mean(np.abs(self.keras_preds["float"][0][idx] - faces.ages)))
+            float_mae = float(np.mean(np.abs(self.inputs.keras_preds["float"][0][idx] - faces.ages)))
             details["validated_on"] = faces.source
             progress = "validating int16x8"
-        v = _validate(path, faces, reference, progress)
+        v = _validate(path, faces, reference, self.score, progress)
         details.update(v)
         details["mae_delta_to_float"] = v["mae"] - float_mae
         if v["mae"] > float_mae + self.threshold:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_host.contract import pick_outputs  # noqa: F401  (the model-output contract, used with invoke)
 from firmware_host.errors import EdgeAgeError
 from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.quiet import native_quiet
@@ -177,12 +178,3 @@ def invoke(interpreter, pixels: np.ndarray, pixel_scale: float = PIXEL_SCALE,
     raw = runner(**{in_name: _quantize(pixels, in_detail, pixel_scale, pixel_offset)})
     details = runner.get_output_details()
     return {name: _dequantize(value, details[name]) for name, value in raw.items()}
-
-
-def pick_outputs(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(age output, gender probability) from outputs named ``*age`` and ``*gender``."""
-    age = next((v for k, v in outputs.items() if k.endswith("age")), None)
-    gender = next((v for k, v in outputs.items() if k.endswith("gender")), None)
-    if age is None or gender is None:
-        raise EdgeAgeError(f"model outputs {sorted(outputs)} are not named age and gender")
-    return age, gender[:, 0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from firmware_host import atomic, system_info
@@ -32,8 +32,11 @@ REPORT_FORMAT = 1
 
 @dataclass
 class RunOptions:
+    """Everything one run of the device pipeline needs: the model and source, then keywords only."""
+
     model: Path
     source: str
+    _: KW_ONLY
     out: Path = Path("runs/run")
     delegate: str = "cpu"
     threads: int = 2

@@ -21,7 +21,7 @@ FAST_BENCH = ("--threads", "1", "--runs", "3", "--warmup", "1", "--rounds", "1")
 BUILD = """
 import sys
 from edge_age.train.models import ModelSpec, build_model
-from edge_age.train.loop import save_model
+from edge_age.train.model_io import save_model
 save_model(build_model(ModelSpec("mobilenet_v2", 0.35, 32)), __import__("pathlib").Path(sys.argv[1]))
 """
 

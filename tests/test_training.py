@@ -44,7 +44,7 @@ def test_run_folder(tiny_run):
 
 def test_qat_model_reloads_identically(tiny_run):
     import tensorflow_model_optimization as tfmot
-    from edge_age.train.loop import load_model
+    from edge_age.train.model_io import load_model
     from firmware_host.preprocess import normalize
     qat = load_model(tiny_run / "qat.h5")
     assert any("quant" in layer.name for layer in qat.layers)
@@ -62,7 +62,7 @@ def test_qat_model_reloads_identically(tiny_run):
 
 def test_evaluate_keras_against_float32_tflite(tiny_run, faces, split, tmp_path):
     from converters.targets import target
-    from edge_age.train.loop import load_model
+    from edge_age.train.model_io import load_model
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(target("float32").build(load_model(tiny_run / "model.keras")))
     results = {}

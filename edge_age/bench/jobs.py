@@ -154,7 +154,7 @@ def predict_job(kind: str, model, delegate: dict, threads: int, faces: np.ndarra
     if kind == "onnx":
         from edge_age.bench.baselines import predict
         return predict(model, faces, threads)
-    from edge_age.eval.evaluation import predict_tflite
+    from firmware_host.predictor import predict_tflite
     # Delegates other than XNNPACK (Edge TPU, GPU) get the file's own static batch of 1.
     batch = 64 if delegate["delegate"] == "cpu" else 1
     return predict_tflite(Path(model), faces, threads=threads, batch=batch, **delegate)

@@ -8,7 +8,7 @@ measured. Nothing here imports TensorFlow: the same command runs on a Raspberry 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,10 +98,11 @@ def find_models(paths: list[Path]) -> list[BenchModel]:
 
 
 @dataclass
-class Faces:
+class FaceSource:
     """Where the labelled faces for accuracy come from; loaded once per input size."""
 
     data: Path | None
+    _: KW_ONLY
     split: Path | None = None
     subset: str = "test"
     labels: Path | None = None
@@ -130,7 +131,7 @@ def _now() -> str:
 
 
 def new_bench(models: list[BenchModel], delegates: list[str], threads: list[int], timing: Timing,
-              faces: Faces | None, name: str | None) -> dict:
+              faces: FaceSource | None, name: str | None) -> dict:
     """The bench record before any measurement: schema, device, settings and models."""
     device = system_info.describe()
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": "running", "error": None,
@@ -160,7 +161,7 @@ def _finish(bench: dict, status: str, out: Path, start: float, thermal: system_i
 class BenchLoop:
     """The measurement loop over (model, delegate) groups and thread counts, writing bench.json as it goes."""
 
-    def __init__(self, bench: dict, out: Path, threads: list[int], timing: Timing, faces: Faces | None, *,
+    def __init__(self, bench: dict, out: Path, threads: list[int], timing: Timing, faces: FaceSource | None, *,
                  thermal: system_info.ThermalLog, library: str | None = None, device: str | None = None):
         self.bench, self.out, self.threads, self.timing, self.faces = bench, out, threads, timing, faces
         self.thermal, self.library, self.device = thermal, library, device
@@ -239,7 +240,7 @@ class BenchLoop:
 
 
 def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[int], *, timing: Timing = Timing(100, 10),
-              faces: Faces | None = None, name: str | None = None, library: str | None = None,
+              faces: FaceSource | None = None, name: str | None = None, library: str | None = None,
               device: str | None = None, rounds: int = 1) -> dict:
     """Bench every model on every delegate at every thread count; write bench.json, bench.md, bench.html.
 

@@ -355,7 +355,7 @@ def convert(
     import os
 
     from converters.targets import TARGETS
-    from converters.driver import convert as run_convert
+    from edge_age.conversion import convert as run_convert
     from edge_age.report.convert_page import table
     from edge_age.members import is_member_name, member, resolve_keras
 
@@ -366,7 +366,8 @@ def convert(
     if calib_draw not in ("stratified", "random"):
         raise EdgeAgeError(f"--calib-draw must be stratified or random, not {calib_draw!r}")
     names = list(TARGETS) if targets.strip() == "all" else [t.strip() for t in targets.split(",") if t.strip()]
-    report = run_convert(model, names, out, data, split, calib, qat, threshold, stratified=calib_draw == "stratified",
+    report = run_convert(model, names, out, data, split=split, calib=calib, qat=qat, threshold=threshold,
+                         stratified=calib_draw == "stratified",
                          debug_images=debug_images, budget=budget, max_float=max_float, int16x8_faces=int16x8_faces)
     typer.echo(table(report))
     for row in report["targets"]:
@@ -424,11 +425,13 @@ def run(
     from firmware_host.runner import RunOptions
     from firmware_host.runner import run as run_pipeline
 
-    report = run_pipeline(RunOptions(resolve_tflite(model), source, out, delegate, threads, delegate_library, device,
-                                     detector, detector_model, width, height, fps, video, jsonl, serve, show, max_frames,
-                                     min_face, smoothing, detect_size=detect_size, detect_every=detect_every,
-                                     duration=duration, window_s=window, overlap=overlap, loop=loop,
-                                     max_fps=max_fps))
+    options = RunOptions(resolve_tflite(model), source, out=out, delegate=delegate, threads=threads,
+                         delegate_library=delegate_library, device=device, detector=detector,
+                         detector_model=detector_model, width=width, height=height, fps=fps, video=video, jsonl=jsonl,
+                         serve=serve, show=show, max_frames=max_frames, min_face=min_face, smoothing=smoothing,
+                         detect_size=detect_size, detect_every=detect_every, duration=duration, window_s=window,
+                         overlap=overlap, loop=loop, max_fps=max_fps)
+    report = run_pipeline(options)
     stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in report["stages"].items() if v.get("count"))
     typer.echo(f"{report['frames']} frames, {report['faces']} faces, {report['tracks']} tracks, {report['fps']:.1f} fps "
                f"({report['detector']} at {report['detect_size'] or 'full frame'}, every {report['detect_every']}: "
@@ -598,7 +601,7 @@ def bench(
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
-    from edge_age.bench.run import Faces, run_bench
+    from edge_age.bench.run import FaceSource, run_bench
     from edge_age.bench.jobs import Timing
     from edge_age.report.bench_page import bench_table
     from edge_age.report.sustained import has_windows, verdict_lines
@@ -612,7 +615,8 @@ def bench(
     if limit and not (data or split or labels):
         raise EdgeAgeError("--limit counts the faces scored for accuracy: give --data (with --split or --labels)")
     delegates = list(dict.fromkeys(d.strip() for item in delegate for d in item.split(",") if d.strip()))
-    faces = Faces(data, split, subset, labels, limit, skip_bad_labels) if data or split or labels else None
+    faces = (FaceSource(data, split=split, subset=subset, labels=labels, limit=limit, skip_bad_labels=skip_bad_labels)
+             if data or split or labels else None)
     timing = Timing(runs, warmup, check_seconds(duration, "--duration"), check_seconds(window, "--window"))
     try:
         result = run_bench(models, out, delegates, _thread_counts(threads), timing=timing, faces=faces, name=name,

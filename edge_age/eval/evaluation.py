@@ -15,7 +15,8 @@ from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.progress import track
 from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
-from firmware_host.postprocess import expected_age
+from firmware_host.contract import ages_from_output, split_outputs
+from firmware_host.predictor import predict_tflite
 
 log = logging.getLogger(__name__)
 
@@ -42,37 +43,15 @@ class Labelled:
         return {"unreadable_files": self.unreadable, "bad_label_rows": self.bad_labels}
 
 
-def _ages_from_output(age: np.ndarray) -> np.ndarray:
-    """Expected age from logits over ages, or the value of a regression head."""
-    return expected_age(age)[0] if age.shape[-1] > 1 else age[:, 0].astype(np.float64)
-
-
 def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(age, gender probability) for uint8 RGB faces."""
     from firmware_host.preprocess import normalize
     ages, genders = [], []
     for start in range(0, len(images), batch):
         out = model(normalize(np.asarray(images[start:start + batch])), training=False)
-        age = next(v for k, v in out.items() if k.endswith("age"))
-        gender = next(v for k, v in out.items() if k.endswith("gender"))
-        ages.append(_ages_from_output(np.asarray(age)))
+        age, gender = split_outputs(out)
+        ages.append(ages_from_output(np.asarray(age)))
         genders.append(np.asarray(gender)[:, 0])
-    return np.concatenate(ages), np.concatenate(genders)
-
-
-def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, delegate: str = "cpu",
-                   library: str | None = None, device: str | None = None,
-                   progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress`` names a
-    progress bar over the batches (for slow files)."""
-    from firmware_host.interpreter import invoke, make_interpreter, pick_outputs
-    interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
-    ages, genders = [], []
-    starts = range(0, len(images), batch)
-    for start in (track(starts, progress, total=len(starts)) if progress else starts):
-        age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
-        ages.append(_ages_from_output(age))
-        genders.append(gender)
     return np.concatenate(ages), np.concatenate(genders)
 
 
@@ -96,7 +75,7 @@ def model_input_size(path: Path) -> int:
     if path.suffix == ".tflite":
         from firmware_host.interpreter import input_size, make_interpreter
         return input_size(make_interpreter(path))
-    from edge_age.train.loop import load_model
+    from edge_age.train.model_io import load_model
     return int(load_model(path).input_shape[1])
 
 
@@ -235,7 +214,7 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         faces = faces_at(model_input_size(model))
         pred_age, pred_gender = predict_tflite(model, faces.images)
     else:
-        from edge_age.train.loop import load_model
+        from edge_age.train.model_io import load_model
         keras_model = load_model(model)  # loaded once: its input size, then its predictions
         faces = faces_at(int(keras_model.input_shape[1]))
         pred_age, pred_gender = predict_keras(keras_model, faces.images)

@@ -69,7 +69,7 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
     ``bench`` takes the int8-qat file's CPU latency from a quiet ``edge-age bench`` run instead of the
     conversion report's single measurement.
     """
-    from edge_age.train.loop import load_model
+    from edge_age.train.model_io import load_model
     report_path = converted / "convert_report.json"
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))

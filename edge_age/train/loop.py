@@ -27,6 +27,7 @@ from edge_age.train.models import ModelSpec, build_model
 from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
 from converters.tf_setup import keras, tensorflow
 from firmware_host import atomic
+from firmware_host.contract import head_of, output_key
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import write_json
 from firmware_host.paths import file_sha256
@@ -124,8 +125,7 @@ def compile_model(model, config: TrainConfig, lr) -> None:
     """Compile with the age and gender losses (distilling when the config has soft targets), keyed by the outputs."""
     k = keras()
     names = output_keys(model)
-    age_name = next(n for n in names if n.endswith("age"))
-    gender_name = next(n for n in names if n.endswith("gender"))
+    age_name, gender_name = output_key(names, "age"), output_key(names, "gender")
     loss, metric = age_loss_and_metric(config.spec.head)
     if config.soft_targets:
         loss = distillation_loss(config.teacher_weight, config.temperature)
@@ -136,7 +136,7 @@ def compile_model(model, config: TrainConfig, lr) -> None:
 
 def rekey(ds, output_names):
     """Rename the pipeline's ``age``/``gender`` keys to the model's output keys."""
-    mapping = {("age" if n.endswith("age") else "gender"): n for n in output_names}
+    mapping = {head_of(n): n for n in output_names}
     if all(k == v for k, v in mapping.items()):
         return ds
     return ds.map(lambda x, y, w: (x, {mapping[k]: v for k, v in y.items()}, {mapping[k]: v for k, v in w.items()}))
@@ -193,7 +193,7 @@ def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, *, epochs: i
     with strategy.scope():
         compile_model(model, config, schedule)
     metric = age_loss_and_metric(config.spec.head)[1].__name__
-    monitor = next(f"val_{n}_{metric}" for n in model.output_names if n.endswith("age"))  # logs use output names
+    monitor = f"val_{output_key(model.output_names, 'age')}_{metric}"  # logs use output names
     callbacks = [
         k.callbacks.BackupAndRestore(str(run / "backup" / phase), delete_checkpoint=True),
         BestWeights(run / f"best_{phase}.h5"),

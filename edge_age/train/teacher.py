@@ -21,6 +21,7 @@ from edge_age.data.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_ta
 from converters.tf_setup import keras, tensorflow
 from firmware_host import atomic
 from firmware_host.jsonio import write_json
+from firmware_host.contract import split_outputs
 from firmware_host.errors import EdgeAgeError
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def build_teacher(members: list, input_size: int, *, mirror: bool = True):
         for view in views:
             x = view if size == input_size else k.layers.Resizing(size, size, interpolation="bilinear")(view)
             out = member(x)
-            ages.append(next(v for key, v in out.items() if key.endswith("age")))
-            genders.append(next(v for key, v in out.items() if key.endswith("gender")))
+            age, gender = split_outputs(out)
+            ages.append(age)
+            genders.append(gender)
     age = layers["AverageAgeLogits"](name="age")(ages) if len(ages) > 1 else ages[0]
     gender = k.layers.Average(name="gender")(genders) if len(genders) > 1 else genders[0]
     return k.Model(image, {"age": age, "gender": gender}, name="teacher")
@@ -54,8 +56,9 @@ def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.nda
     ages, females = [], []
     for start in track(range(0, len(images), batch), "teacher", total=-(-len(images) // batch)):
         out = model(normalize(np.asarray(images[start:start + batch])), training=False)
-        ages.append(np.asarray(tf.nn.softmax(next(v for k, v in out.items() if k.endswith("age")))))
-        females.append(np.asarray(next(v for k, v in out.items() if k.endswith("gender")))[:, 0])
+        age, gender = split_outputs(out)
+        ages.append(np.asarray(tf.nn.softmax(age)))
+        females.append(np.asarray(gender)[:, 0])
     return np.concatenate(ages).astype(np.float32), np.concatenate(females).astype(np.float32)
 
 
@@ -63,7 +66,8 @@ def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> d
     """Write ``teacher.keras`` (members averaged over the mirror image) and ``soft_targets.npz`` into ``out``."""
     from edge_age.data.split import read_split
     from firmware_host.paths import file_sha256
-    from edge_age.train.loop import load_model, save_model, split_arrays
+    from edge_age.train.loop import split_arrays
+    from edge_age.train.model_io import load_model, save_model
     if not members:
         raise EdgeAgeError("the teacher needs at least one member model")
     out = atomic.writable_dir(out)
