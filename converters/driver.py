@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from converters.targets import INTEGER_TARGETS, TARGETS
 from converters.workbench import Workbench
 from firmware_host import atomic
-from firmware_host.contract import is_age_gender, output_key
+from firmware_host.contract import is_age_gender
 from firmware_host.errors import EdgeAgeError
 from firmware_host.model_info import ModelInfo, Output, write_info
 from firmware_host.paths import file_sha256
@@ -83,7 +83,7 @@ def model_info(path: Path, name: str, source: Path, *, toolkit_version: str) -> 
     return ModelInfo(target=name, input_size=int(inp["shape"][1]), color_order=COLOR_ORDER, pixel_scale=PIXEL_SCALE,
                      pixel_offset=PIXEL_OFFSET, input_dtype=np.dtype(inp["dtype"]).name,
                      input_quantization=[float(scale), int(zero)] if scale else None, outputs=outputs,
-                     source_model=source.name, source_sha256=file_sha256(source), toolkit_version=__version__)
+                     source_model=source.name, source_sha256=file_sha256(source), toolkit_version=toolkit_version)
 
 
 def spread(n: int, k: int) -> np.ndarray:
@@ -119,16 +119,18 @@ def _describe(path: Path) -> dict:
 
 def check_options(debug_images: int | None, budget: float, max_float: int, int16x8_faces: int) -> None:
     if debug_images is not None and debug_images < 1:
-        raise EdgeAgeError(f"{{}} must be 1 or more, not {debug_images}", option="--debug-images", parameter="debug_images")
+        raise EdgeAgeError(f"{{}} must be 1 or more, not "
+                           f"{debug_images}", option="--debug-images", parameter="debug_images")
     if not budget >= 0:
         raise EdgeAgeError(f"{{}} must be 0 or more years, not {budget}", option="--budget", parameter="budget")
     if max_float < 0:
         raise EdgeAgeError(f"{{}} must be 0 or more, not {max_float}", option="--max-float", parameter="max_float")
     if int16x8_faces < 0:
-        raise EdgeAgeError(f"{{}} must be 0 (all) or more, not {int16x8_faces}", option="--int16x8-faces", parameter="int16x8_faces")
+        raise EdgeAgeError(f"{{}} must be 0 (all) or more, not "
+                           f"{int16x8_faces}", option="--int16x8-faces", parameter="int16x8_faces")
 
 
-def _representative(faces: Faces):
+def _representative(faces: Samples):
     def representative():
         for img in faces.images:
             yield [normalize(img[None])]
@@ -241,7 +243,8 @@ class _Run:
 
     def _check(self, name: str, source: str, path: Path, details: dict) -> str:
         """Validate ``path`` into ``details``; the reason to reject it, or ""."""
-        faces, reference, float_mae = self.inputs.validation, self.inputs.keras_preds[source], self.inputs.keras_metrics["float"]["mae"]
+        faces, reference = self.inputs.validation, self.inputs.keras_preds[source]
+        float_mae = self.inputs.keras_metrics["float"]["mae"]
         progress = None
         if name == "int16x8" and 0 < self.int16x8_faces < len(faces.ages):
             idx = spread(len(faces.ages), self.int16x8_faces)

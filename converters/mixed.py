@@ -11,8 +11,8 @@ float, or after ``MAX_TRIES`` candidates; a budget it cannot meet leaves the bes
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 

@@ -7,8 +7,9 @@ softmax and expected age are computed on the host, where int8 cannot blur them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from converters.tf_setup import tensorflow
 from firmware_host.errors import EdgeAgeError

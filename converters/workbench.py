@@ -4,8 +4,8 @@ per-layer error (``converters.layer_error``), float against quantized at the out
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

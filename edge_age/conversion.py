@@ -8,16 +8,26 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.driver import (DEFAULT_BUDGET, DEFAULT_CALIB, DEFAULT_INT16X8_FACES, DEFAULT_MAX_FLOAT,
-                               DEFAULT_THRESHOLD, Inputs, Samples, check_options, check_outputs, needs_workbench,
-                               run_targets)
+from converters.driver import (
+    DEFAULT_BUDGET,
+    DEFAULT_CALIB,
+    DEFAULT_INT16X8_FACES,
+    DEFAULT_MAX_FLOAT,
+    DEFAULT_THRESHOLD,
+    Inputs,
+    Samples,
+    check_options,
+    check_outputs,
+    needs_workbench,
+    run_targets,
+)
 from converters.targets import DEFAULT_TARGETS, TARGETS, target
 from edge_age import __version__
 from edge_age.data.calibration import DEFAULT_MANIFEST, choose, read_manifest
 from edge_age.data.faceset import load_faces, native_size
 from edge_age.data.split import Row, read_split
-from edge_age.train.models import reference_model
 from edge_age.train.model_io import read_device_facts
+from edge_age.train.models import reference_model
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 
@@ -25,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def resolve_models(model: Path | None, qat: Path | None) -> tuple[Path, Path | None]:
-    """The float model and its QAT twin: the bundled reference, or MODEL and ``--qat`` (default: ``qat.h5`` beside it)."""
+    """The float model and its QAT twin: the bundled reference, or MODEL and ``--qat`` (default: ``qat.h5`` beside
+    it)."""
     if model is None:
         return reference_model("float"), qat or reference_model("qat")
     twin = qat or (model.parent / "qat.h5")
@@ -62,9 +73,9 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     ``debug_images`` validation faces (default 100, or all when fewer) serve the per-layer analysis; ``budget``,
     ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all).
     """
-    from edge_age.report.convert_page import write_reports
     from edge_age.eval.evaluation import predict_keras
     from edge_age.eval.metrics import age_metrics
+    from edge_age.report.convert_page import write_reports
     from edge_age.train.model_io import load_model
 
     names = list(targets or DEFAULT_TARGETS)

@@ -37,7 +37,8 @@ def chip_transform(face: Face, size: int, detector: str = "default") -> np.ndarr
     return np.float32([[scale, 0, size * bx - x * scale], [0, scale, size * by - y * scale]])
 
 
-def crop(image: np.ndarray, face: Face, size: int, detector: str = "default", resolution: int | None = None) -> np.ndarray:
+def crop(image: np.ndarray, face: Face, size: int, detector: str = "default",
+         resolution: int | None = None) -> np.ndarray:
     """An RGB ``size`` x ``size`` chip of ``face`` from a BGR or greyscale image of any size.
 
     A face larger than the chip is warped at its own resolution, then area-averaged down, so a

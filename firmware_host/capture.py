@@ -10,9 +10,9 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -42,7 +42,8 @@ class ImageSource:
     live, fps = False, None
 
     def __init__(self, path: Path):
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        self.files = (sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir()
+                      else [path])
         if not self.files:
             raise EdgeAgeError(f"no images in {path}")
         self.description, self.skipped = str(path), []

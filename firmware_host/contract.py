@@ -3,7 +3,7 @@ years, or one regression value) and one ending in ``gender`` (the probability of
 names (``quant_age``), and TFLite does not keep their order, so outputs are always picked by name, here."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from firmware_host.errors import EdgeAgeError
 

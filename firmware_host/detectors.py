@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -145,7 +145,8 @@ def find_model(name: str, given: str | os.PathLike | None = None) -> Path | None
     return next((p for p in candidates if p is not None and p.is_file()), None)
 
 
-def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1, *, detect_size: int = 0):
+def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1, *,
+                  detect_size: int = 0):
     """A detector by name; ``auto`` is YuNet, else BlazeFace, else Haar, whichever model is found first.
 
     With ``detect_size`` it sees the frame reduced to that many pixels on its longer side (0: the full frame).

@@ -25,7 +25,8 @@ GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 EDGETPU_OP = b"edgetpu-custom-op"
 _INSTALL = {
-    "gpu": f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass --delegate-library or set {GPU_LIBRARY_ENV}",
+    "gpu": f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass --delegate-library or set "
+           f"{GPU_LIBRARY_ENV}",
     "edgetpu": "install the Edge TPU runtime: sudo apt install libedgetpu1-std (Coral's apt repository)",
 }
 
@@ -91,8 +92,10 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
         raise EdgeAgeError(f"{path} is compiled for the Edge TPU and runs only with --delegate edgetpu")
     loaded = load_delegate(delegate, library, device)
     litert = _litert()
-    debug = dict(experimental_preserve_all_tensors=True,
-                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
+    debug = {}
+    if keep_tensors:
+        debug = dict(experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     try:
         with native_quiet():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
             interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
@@ -158,7 +161,8 @@ def _quantize(pixels: np.ndarray, detail: dict, pixel_scale: float, pixel_offset
     if dtype == np.float32:
         return normalize(pixels, pixel_scale, pixel_offset)
     info = np.iinfo(dtype)
-    return np.clip(np.round(normalize(pixels, pixel_scale, pixel_offset) / scale + zero), info.min, info.max).astype(dtype)
+    return np.clip(np.round(normalize(pixels, pixel_scale, pixel_offset) / scale + zero), info.min,
+                   info.max).astype(dtype)
 
 
 def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:

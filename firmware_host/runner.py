@@ -98,7 +98,8 @@ class Run:
             if not display_available():
                 raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
         self.out = atomic.writable_dir(options.out)
-        self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library, options.device)
+        self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library,
+                                    options.device)
         self.detector = make_detector(options.detector, options.detector_model, threads=options.threads,
                                       detect_size=options.detect_size)
         self.finder = FaceFinder(self.detector, options.detect_every, options.min_face)

@@ -102,7 +102,8 @@ def tiny_run(faces, split, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def converted(tiny_run, faces, split, tmp_path_factory):
-    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely trained)."""
+    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely
+    trained)."""
     out = tmp_path_factory.mktemp("convert")
     proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", out,
                    "--calib", "30", "--threshold", "100", "--debug-images", "8")

@@ -2,7 +2,8 @@
 
 The fault: one output channel of the linear ``project`` convolution is scaled up ``SCALE`` times (and offset) and
 the 1x1 depthwise ``inverse`` that reads it scales it back, so the float model is unchanged while int8 must
-stretch that tensor's range over the one big channel and round the others to a few levels. Labels equal to the float model's
+stretch that tensor's range over the one big channel and round the others to a few levels. Labels equal to the float
+model's
 rounded ages make any change of the answers cost MAE, so the damage is measurable in years.
 """
 from __future__ import annotations

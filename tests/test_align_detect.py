@@ -44,7 +44,8 @@ def test_haar_box_geometry_matches_the_chips():
     detector, boxes = make_detector("haar"), []
     for chip in chips(40, seed=12):
         faces = detector.detect(cv2.copyMakeBorder(chip.image, 100, 100, 100, 100, cv2.BORDER_REPLICATE))
-        central = [f.box for f in faces if abs(f.box[0] + f.box[2] / 2 - 200) < 60 and abs(f.box[1] + f.box[3] / 2 - 200) < 60]
+        central = [f.box for f in faces
+                   if abs(f.box[0] + f.box[2] / 2 - 200) < 60 and abs(f.box[1] + f.box[3] / 2 - 200) < 60]
         if central:
             x, y, w, h = max(central, key=lambda b: b[2])
             boxes.append([(x - 100) / 200, (y - 100) / 200, w / 200])

@@ -7,8 +7,7 @@ import pytest
 from edge_age.data.audit import audit_faces, label_tuples
 from edge_age.data.faceset import load_faces
 from edge_age.data.names import parse_name
-from edge_age.data.split import (SIDES, age_bin, check_split, make_split, read_split, resolve_duplicates,
-                                 write_split)
+from edge_age.data.split import SIDES, age_bin, check_split, make_split, read_split, resolve_duplicates, write_split
 from firmware_host.errors import EdgeAgeError
 from tests.conftest import UTK64
 from tests.dupes import duplicate_groups
@@ -104,7 +103,8 @@ def test_split_is_reproducible(audit64, tmp_path):
     c = write_split(make_split(audit64, seed=4), tmp_path / "c.csv").read_text()
     assert a == b and a != c
     back = read_split(tmp_path / "a.csv")
-    assert [(r.file, r.age, r.split) for r in back.rows] == [(r.file, r.age, r.split) for r in make_split(audit64, seed=3).rows]
+    assert [(r.file, r.age, r.split) for r in back.rows] == [(r.file, r.age, r.split) for r in make_split(audit64,
+                                                                                                          seed=3).rows]
 
 
 def test_custom_fractions(audit64):

@@ -92,8 +92,9 @@ def test_bench_json_follows_the_schema(bench_run, split):
         assert sum(acc["error_by_age"]["n"]) == test_side
     rows = {r["model"]: r for r in bench["latency"]}
     assert set(rows) == set(names) and not bench["skipped"]
-    for name, row in rows.items():
-        assert (row["delegate"], row["threads"], row["runs"], len(row["samples_ms"])) == ("cpu", 1, 10, 10)  # 2 rounds of 5
+    for _name, row in rows.items():
+        # 2 rounds of 5
+        assert (row["delegate"], row["threads"], row["runs"], len(row["samples_ms"])) == ("cpu", 1, 10, 10)
         lat = row["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert len(row["windows"]) >= 2 and sum(w["n"] for w in row["windows"]) == 10  # a window or more per round
@@ -103,7 +104,8 @@ def test_bench_json_follows_the_schema(bench_run, split):
         assert rows[name]["runtime"]["name"] == "ai-edge-litert"
         assert cov["ops"] > 0 and cov["delegated"] + sum(cov["not_delegated"].values()) == cov["ops"]
     assert rows["onnx_baseline"]["coverage"] is None and rows["onnx_baseline"]["runtime"]["name"] == "onnxruntime"
-    front = [(r["latency_ms"]["p50"], next(m for m in bench["models"] if m["name"] == r["model"])["accuracy"]["cpu"]["mae"])
+    front = [(r["latency_ms"]["p50"],
+              next(m for m in bench["models"] if m["name"] == r["model"])["accuracy"]["cpu"]["mae"])
              for r in bench["latency"]]
     expected = [r["model"] for r, on in zip(bench["latency"], pareto_front(front)) if on]
     assert [p["model"] for p in bench["pareto_front"]] == expected and expected

@@ -101,7 +101,8 @@ def test_live_source_that_disappears_is_reopened_then_reported(tmp_path):
 
 
 def test_stream_url_source_reads_our_own_mjpeg_server_and_reports_its_loss():
-    """An http:// source is live: frames come in order; when the server goes away the source tries again, then says so."""
+    """An http:// source is live: frames come in order; when the server goes away the source tries again, then says
+    so."""
     import threading
 
     server, stop = MjpegServer("127.0.0.1:0"), threading.Event()

@@ -31,7 +31,8 @@ def test_distillation_loss_is_exact_on_hand_made_distributions():
         _kl(label, _softmax(logits)), rel=1e-5)
     # the soft term vanishes when the student matches the tempered teacher exactly
     match = np.log(teacher) * 2.0
-    assert float(distillation_loss(1.0, 2.0)(np.concatenate([label, teacher])[None], match[None])[0]) == pytest.approx(0, abs=1e-5)
+    assert float(distillation_loss(1.0, 2.0)(np.concatenate([label, teacher])[None],
+                                             match[None])[0]) == pytest.approx(0, abs=1e-5)
 
 
 def test_tempered_distribution_is_the_softmax_of_its_log_over_t():

@@ -12,8 +12,17 @@ import textwrap
 import numpy as np
 import pytest
 
-from converters.edgetpu import (AFTER_CUT, BATCH, DATA_TYPE, DYNAMIC, MAPPED, NOT_1D, NOT_SUPPORTED, check,
-                                compile_edgetpu)
+from converters.edgetpu import (
+    AFTER_CUT,
+    BATCH,
+    DATA_TYPE,
+    DYNAMIC,
+    MAPPED,
+    NOT_1D,
+    NOT_SUPPORTED,
+    check,
+    compile_edgetpu,
+)
 from firmware_host.errors import EdgeAgeError
 from firmware_host.graph import EIGHT_BIT, activations, integer_only, io_types, op_counts, read_ops
 from tests.conftest import ROOT

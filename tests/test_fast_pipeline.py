@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edge_age.bench.jobs import MAX_SAMPLES
-from edge_age.report.bench_page import SCHEMA_FILE, SCHEMA_VERSION
 from edge_age.data.scenes import make_photos, make_video
+from edge_age.report.bench_page import SCHEMA_FILE, SCHEMA_VERSION
 from firmware_host.align import ALIGN_WITH
 from firmware_host.capture import VideoSource
 from firmware_host.detectors import make_detector
@@ -109,7 +109,8 @@ def test_a_face_that_vanishes_is_dropped_at_the_next_detection(tmp_path, every):
         faces = finder.find(image, timer)
         if any(iou(face.box, gone_box) > 0.3 for face in faces):
             shown.append(f)
-        assert any(iou(face.box, truth[f][0]["box"]) >= 0.5 for face in faces) or f % every, f  # detected frames find it
+        # detected frames find it
+        assert any(iou(face.box, truth[f][0]["box"]) >= 0.5 for face in faces) or f % every, f
     assert vanish - 1 in shown and max(shown) < vanish + every, shown
 
 
@@ -166,7 +167,8 @@ def test_run_with_detection_every_n_frames(model, tmp_path):
 
 def test_evaluate_and_predict_detect_on_a_reduced_photo(model, tmp_path):
     labels = make_photos(chips(10, seed=7), tmp_path / "photos", seed=7)
-    proc = run_cli("evaluate", model, "--data", tmp_path / "photos", "--labels", labels, "--detect", "--detector", "yunet",
+    proc = run_cli("evaluate", model, "--data", tmp_path / "photos", "--labels", labels, "--detect", "--detector",
+                   "yunet",
                    "--detector-model", YUNET, "--detect-size", "240", "--json", tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     detection = json.loads((tmp_path / "m.json").read_text())["detection"]
@@ -180,12 +182,14 @@ def test_bench_duration_windows(model, tmp_path):
     """bench --duration: windows of the documented shape per latency row, the thermal series (null readings
     here), schema version 2 validated, and the latency-over-time part of the pages."""
     out = tmp_path / "bench"
-    proc = run_cli("bench", model, "--duration", "2.5", "--window", "1", "--threads", "1", "--warmup", "2", "--out", out)
+    proc = run_cli("bench", model, "--duration", "2.5", "--window", "1", "--threads", "1", "--warmup", "2", "--out",
+                   out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     bench = json.loads((out / "bench.json").read_text())
     jsonschema.validate(bench, json.loads(SCHEMA_FILE.read_text()), cls=jsonschema.Draft202012Validator)
     assert bench["schema_version"] == SCHEMA_VERSION == 2
-    assert (bench["settings"]["duration_s"], bench["settings"]["window_s"], bench["settings"]["rounds"]) == (2.5, 1.0, 1)
+    assert (bench["settings"]["duration_s"], bench["settings"]["window_s"], bench["settings"]["rounds"]) == (2.5, 1.0,
+                                                                                                             1)
     row = bench["latency"][0]
     windows = row["windows"]
     assert 2 <= len(windows) <= 4 and all(set(w) == {"t_s", "p50", "p99", "n"} for w in windows)
@@ -201,7 +205,8 @@ def test_bench_duration_windows(model, tmp_path):
     assert "## Latency over time" in md and "Throttling" in md and "over_time.png" in md
     assert (out / "bench.html").read_text().count("data:image/png;base64,") == 2  # latency spread, over time
 
-    old = {**bench, "schema_version": 1, "latency": [{k: v for k, v in r.items() if k != "windows"} for r in bench["latency"]]}
+    old = {**bench, "schema_version": 1, "latency": [{k: v for k,
+                                                      v in r.items() if k != "windows"} for r in bench["latency"]]}
     (tmp_path / "v1.json").write_text(json.dumps({k: v for k, v in old.items() if k != "thermal"}))
     merged = run_cli("report", out / "bench.json", tmp_path / "v1.json", "--out", tmp_path / "report")
     assert merged.returncode == 0, merged.stderr[-2000:]

@@ -61,7 +61,8 @@ def test_images_over_the_pixel_limit_are_counted_and_skipped(tmp_path):
 
 def test_header_sizes_of_each_format():
     image = np.zeros((37, 53, 3), np.uint8)
-    for ext, params in ((".png", []), (".jpg", []), (".bmp", []), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):
+    for ext, params in ((".png", []), (".jpg", []), (".bmp", []), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY,
+                                                                                            101])):
         assert header_size(cv2.imencode(ext, image, params)[1].tobytes()) == (53, 37), ext
     assert header_size(b"not an image") is None
 

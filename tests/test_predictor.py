@@ -23,7 +23,8 @@ def test_decode_age_follows_the_metadata():
 
 def test_float_and_int8_files_agree_through_the_predictor(converted):
     import cv2
-    faces = np.stack([cv2.resize(c.image[..., ::-1], (32, 32), interpolation=cv2.INTER_AREA) for c in chips(16, seed=8)])
+    faces = np.stack([cv2.resize(c.image[..., ::-1], (32, 32), interpolation=cv2.INTER_AREA) for c in chips(16,
+                                                                                                            seed=8)])
     float_model = AgeGenderModel(converted / "age_gender_float32.tflite")
     int8_model = AgeGenderModel(converted / "age_gender_int8-qat.tflite")
     assert int8_model.info.input_dtype == "int8" and float_model.info.input_dtype == "float32"

@@ -202,7 +202,8 @@ def test_bad_labels_through_the_cli_and_strict_json(model, tmp_path):
     rows = [f"{n},{n.split('_')[0]},0" for n in names]  # one gender only: the gender AUC is undefined
     labels = write_labels(tmp_path / "labels.csv", rows[:5] + [f"{names[5]},-5,0"] + rows[6:] + [rows[0]])
     assert_user_error(run_cli("evaluate", model, "--data", folder, "--labels", labels), "line 7: age -5")
-    proc = run_cli("evaluate", model, "--data", folder, "--labels", labels, "--skip-bad-labels", "--json", tmp_path / "m.json")
+    proc = run_cli("evaluate", model, "--data", folder, "--labels", labels, "--skip-bad-labels", "--json",
+                   tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped 2 bad label rows" in proc.stdout
     metrics = strict_json(tmp_path / "m.json")

@@ -155,7 +155,8 @@ def predict(baseline: Baseline, faces: np.ndarray, threads: int = 1) -> tuple[np
     batch = 1 if inp.shape[0] == 1 else ACCURACY_BATCH
     ages, genders = [], []
     for start in range(0, len(faces), batch):
-        age, gender = decode(baseline, sess, sess.run(None, {inp.name: preprocess(baseline, faces[start:start + batch])}))
+        age, gender = decode(baseline, sess, sess.run(None, {inp.name: preprocess(baseline,
+                                                                                  faces[start:start + batch])}))
         ages.append(age)
         genders.append(gender)
     return np.concatenate(ages), None if baseline.gender is None else np.concatenate(genders)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.errors import EdgeAgeError
 from firmware_host.defaults import WINDOW_S
+from firmware_host.errors import EdgeAgeError
 from firmware_host.windows import Windows, latency_summary
 
 MAX_SAMPLES = 10_000  # samples a --duration row keeps, spread evenly over the run (its statistics use all)

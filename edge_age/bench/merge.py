@@ -9,9 +9,22 @@ from collections import Counter
 from pathlib import Path
 
 from edge_age.report import bench_plots
-from edge_age.report.bench_page import (FRONT_NOTE, NO_PLOTS, Measurement, accuracy_cells, breakdown_sections,
-                                   can_plot, coverage_cell, fmt, label, load_bench, measurements, short_names,
-                                   thermal_text, write_pages)
+from edge_age.report.bench_page import (
+    FRONT_NOTE,
+    NO_PLOTS,
+    Measurement,
+    accuracy_cells,
+    breakdown_sections,
+    can_plot,
+    coverage_cell,
+    fmt,
+    label,
+    load_bench,
+    measurements,
+    short_names,
+    thermal_text,
+    write_pages,
+)
 from edge_age.report.page import Section, md_table
 from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
@@ -56,7 +69,8 @@ def _notes(paths: list[Path], benches: list[dict], names: list[str], models: lis
             notes.append(f"{name} ({path}) is {bench['status']}: only what it measured before stopping is shown.")
     faces = {name: b["settings"].get("faces") for name, b in zip(names, benches) if b["settings"].get("faces")}
     if len(set(faces.values())) > 1:
-        notes.append("Accuracy was measured on different faces: " + "; ".join(f"{k}: {v}" for k, v in faces.items()) + ".")
+        notes.append("Accuracy was measured on different faces: "
+                     "" + "; ".join(f"{k}: {v}" for k, v in faces.items()) + ".")
     for model in models:
         hashes = {m["sha256"] for b in benches for m in b["models"] if m["name"] == model}
         if len(hashes) > 1:
@@ -88,7 +102,8 @@ def _write_merged(paths: list[Path], benches: list[dict], out: Path) -> str:
     devices = [[n, b["device"].get("cpu"), b["device"].get("cores"), b["device"].get("board") or "-",
                 b["device"].get("os"), b["device"].get("python"),
                 ", ".join(f"{k} {v}" for k, v in b["device"].get("packages", {}).items() if k in RUNTIMES) or "-",
-                f"{b['status']}, {b['started']}", b["settings"].get("faces_count") or "-", thermal_text(b["device"]) or "-"]
+                f"{b['status']}, "
+                f"{b['started']}", b["settings"].get("faces_count") or "-", thermal_text(b["device"]) or "-"]
                for n, b in zip(names, benches)]
     detail = [[n, m.model["name"], m.row["delegate"], m.row["threads"], f"{m.p50:.3f}",
                f"{m.row['latency_ms']['p90']:.3f}", f"{m.row['latency_ms']['p99']:.3f}",

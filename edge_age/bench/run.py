@@ -18,12 +18,12 @@ from edge_age import __version__
 from edge_age.bench.baselines import Baseline, read_baseline
 from edge_age.bench.jobs import Timing, latency_job, latency_stats, predict_job, run_isolated
 from edge_age.report.bench_page import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_bench_json
-from firmware_host.progress import progress_bar
 from firmware_host import atomic, system_info
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import EDGETPU_OP, load_delegate, make_interpreter
-from firmware_host.paths import file_sha256
 from firmware_host.model_info import check_model, read_info, sidecar_path
+from firmware_host.paths import file_sha256
+from firmware_host.progress import progress_bar
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite file
 MODEL_HELP = "bench takes .tflite files, ONNX baselines (.onnx with its preprocessing .json), or folders of them"
@@ -75,7 +75,8 @@ def _model(path: Path) -> BenchModel:
         return BenchModel(path.stem, path, "tflite", info and info.target, info and info.input_size)
     if path.suffix in (".onnx", ".json"):
         baseline = read_baseline(path)
-        return BenchModel(baseline.model.stem, baseline.model, "onnx", input_size=baseline.input_size, baseline=baseline)
+        return BenchModel(baseline.model.stem, baseline.model, "onnx", input_size=baseline.input_size,
+                          baseline=baseline)
     raise EdgeAgeError(f"{path} is not a model: {MODEL_HELP}")
 
 
@@ -239,7 +240,8 @@ class BenchLoop:
                 left -= 1
 
 
-def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[int], *, timing: Timing = Timing(100, 10),
+def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[int], *,
+              timing: Timing = Timing(100, 10),
               faces: FaceSource | None = None, name: str | None = None, library: str | None = None,
               device: str | None = None, rounds: int = 1) -> dict:
     """Bench every model on every delegate at every thread count; write bench.json, bench.md, bench.html.
@@ -255,7 +257,8 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
     out = atomic.writable_dir(out)
     models = find_models(paths)
     for delegate in dict.fromkeys(delegates):
-        load_delegate(delegate, library, device)  # a missing delegate library or device stops the bench before it starts
+        # a missing delegate library or device stops the bench before it starts
+        load_delegate(delegate, library, device)
     for size in dict.fromkeys(m.input_size for m in models if faces and m.input_size):
         faces.load(size)  # and so does a bad data set or split
     bench = new_bench(models, delegates, threads, timing, faces, name)

@@ -75,7 +75,8 @@ def summary(samples: list[dict], report: dict, viewer: Viewer, seconds: float) -
     minute = next((s for s in samples if s["t_s"] >= 60), samples[-1] if samples else None)
     return {"seconds": seconds, "status": report.get("status"), "frames": report.get("frames"),
             "fps": report.get("fps"), "source_loops": report.get("source_loops"),
-            "rss_mib_at_1_min": minute and minute["rss_mib"], "rss_mib_at_end": samples[-1]["rss_mib"] if samples else None,
+            "rss_mib_at_1_min": minute and minute["rss_mib"],
+            "rss_mib_at_end": samples[-1]["rss_mib"] if samples else None,
             "peak_open_files": max((s["open_files"] for s in samples), default=None),
             "viewer_frames": viewer.frames, "viewer_error": viewer.error, "samples": samples}
 
@@ -85,8 +86,10 @@ def markdown(result: dict) -> str:
     return (f"# Soak: {result['seconds']:.0f} s of edge-age run --loop --serve with one viewer\n\n"
             f"| figure | value |\n| --- | --- |\n| run status | {result['status']} |\n"
             f"| frames | {result['frames']} |\n| fps | {result['fps']} |\n| video loops | {result['source_loops']} |\n"
-            f"| RSS at 1 min (MiB) | {result['rss_mib_at_1_min']} |\n| RSS at the end (MiB) | {result['rss_mib_at_end']} |\n"
-            f"| peak open files | {result['peak_open_files']} |\n| frames the viewer received | {result['viewer_frames']} |\n\n"
+            f"| RSS at 1 min (MiB) | {result['rss_mib_at_1_min']} |\n| RSS at the end (MiB) | "
+            f"{result['rss_mib_at_end']} |\n"
+            f"| peak open files | {result['peak_open_files']} |\n| frames the viewer received | "
+            f"{result['viewer_frames']} |\n\n"
             f"| t (s) | RSS (MiB) | open files |\n| --- | --- | --- |\n{rows}\n")
 
 
@@ -95,7 +98,8 @@ def soak(*, data: Path, out: Path, seconds: float, every: float, max_fps: float,
     out = atomic.writable_dir(out)
     cli = [sys.executable, "-m", "edge_age"]
     video = out / "soak.avi"
-    subprocess.run([*cli, "data", "video", str(data), "--faces", "2", "--frames", "150", "--out", str(video)], check=True)
+    subprocess.run([*cli, "data", "video", str(data), "--faces", "2", "--frames", "150", "--out", str(video)],
+                   check=True)
     port = free_port()
     run = subprocess.Popen([*cli, "run", "-m", model, "-s", str(video), "--loop", "--serve", str(port), "--max-fps",
                             str(max_fps), "--duration", str(seconds), "--threads", "1", "--out", str(out / "run")])

@@ -5,12 +5,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from firmware_host.errors import EdgeAgeError
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
+from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import to_json, write_json
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -41,17 +40,17 @@ ChipsArg = typer.Argument(None, help="Folder of face chips (not an archive) [def
 
 @data_app.command("audit")
 def data_audit(
-    data: Optional[Path] = DataArg,
+    data: Path | None = DataArg,
     out: Path = typer.Option(Path("runs/audit"), "--out", "-o", help="Folder for the report, plots and audit.json."),
-    split: Optional[Path] = typer.Option(None, help="A split CSV: adds the age histogram of each side."),
+    split: Path | None = typer.Option(None, help="A split CSV: adds the age histogram of each side."),
     size: int = typer.Option(64, min=16, max=512, help="Image size of the decoded-image cache."),
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
 ) -> None:
     """Count, check and plot a dataset: names, unreadable files, duplicates, conflicting labels."""
     from edge_age.data.audit import audit_faces
-    from edge_age.report.audit_page import write_audit_report
     from edge_age.data.faceset import load_faces
     from edge_age.data.split import read_split
+    from edge_age.report.audit_page import write_audit_report
 
     start = time.perf_counter()
     faces = load_faces(data, size=size, use_cache=cache)
@@ -59,7 +58,8 @@ def data_audit(
     if split_rows:
         missing = {r.file for r in split_rows.rows} - set(faces.names)
         if missing:
-            raise EdgeAgeError(f"split file {split} does not match {faces.root}: {len(missing)} of its files are not there")
+            raise EdgeAgeError(f"split file {split} does not match {faces.root}: {len(missing)} of its files are not "
+                               "there")
     summary = write_audit_report(audit_faces(faces), out, split_rows)
     counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     typer.echo(to_json(counts, indent=None))
@@ -69,7 +69,7 @@ def data_audit(
 
 @data_app.command("split")
 def data_split(
-    data: Optional[Path] = DataArg,
+    data: Path | None = DataArg,
     out: Path = typer.Option(Path("split.csv"), "--out", "-o", help="Split CSV to write (plus a .json beside it)."),
     seed: int = typer.Option(0, help="Seed of the group order."),
     train: float = typer.Option(0.8, min=0.0, max=1.0),
@@ -122,7 +122,7 @@ def data_calibration(
     typer.echo(f"wrote {out}: {len(rows)} training images, stratified by age bin, gender and race (seed {seed})")
 
 
-def _chips(data: Optional[Path], count: Optional[int], seed: int, split: Optional[Path], subset: str):
+def _chips(data: Path | None, count: int | None, seed: int, split: Path | None, subset: str):
     import os
 
     from edge_age.data.scenes import read_chips
@@ -140,10 +140,10 @@ def _chips(data: Optional[Path], count: Optional[int], seed: int, split: Optiona
 
 @data_app.command("photos")
 def data_photos(
-    data: Optional[Path] = ChipsArg,
+    data: Path | None = ChipsArg,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the photos and labels.csv."),
-    count: Optional[int] = typer.Option(None, min=1, help="Number of photos [default: one per chip]."),
-    split: Optional[Path] = typer.Option(None, help="Only chips on one side of this split."),
+    count: int | None = typer.Option(None, min=1, help="Number of photos [default: one per chip]."),
+    split: Path | None = typer.Option(None, help="Only chips on one side of this split."),
     subset: str = typer.Option("test", help="The side of --split."),
     width: int = typer.Option(640, min=64),
     height: int = typer.Option(480, min=64),
@@ -161,7 +161,7 @@ def data_photos(
 
 @data_app.command("video")
 def data_video(
-    data: Optional[Path] = ChipsArg,
+    data: Path | None = ChipsArg,
     out: Path = typer.Option(..., "--out", "-o", help="Video file to write (.avi, Motion JPEG)."),
     faces: int = typer.Option(4, min=1, max=12, help="Faces in the video."),
     churn: bool = typer.Option(True, help="With 2 or more faces, one leaves and one enters half-way."),
@@ -169,7 +169,7 @@ def data_video(
     fps: float = typer.Option(15.0, min=1.0),
     width: int = typer.Option(640, min=64),
     height: int = typer.Option(480, min=64),
-    split: Optional[Path] = typer.Option(None, help="Only chips on one side of this split."),
+    split: Path | None = typer.Option(None, help="Only chips on one side of this split."),
     subset: str = typer.Option("test", help="The side of --split."),
     seed: int = typer.Option(0),
 ) -> None:
@@ -196,38 +196,41 @@ def _print_check(report: dict) -> None:
 
 @app.command()
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
     split: Path = typer.Option(..., help="Split CSV from 'edge-age data split'."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    preset: Optional[str] = typer.Option(None, help="Start from a preset: reference, tiny, or a family member m, s or n."),
-    arch: Optional[str] = typer.Option(None, help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
-    alpha: Optional[float] = typer.Option(None, help="Width multiplier."),
-    input_size: Optional[int] = typer.Option(None, help="Input size in pixels (square)."),
-    minimalistic: Optional[bool] = typer.Option(None, help="MobileNetV3 minimalistic (no SE, no hard-swish)."),
-    head: Optional[str] = typer.Option(None, help="Age head: ldl (label distribution) or regression."),
-    epochs: Optional[int] = typer.Option(None),
-    batch: Optional[int] = typer.Option(None),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (cosine schedule with warm-up)."),
-    sigma: Optional[float] = typer.Option(None, help="Spread of the Gaussian age targets, in years."),
-    weights: Optional[Path] = typer.Option(None, help="ImageNet no-top .h5 for the backbone; none = from scratch."),
-    augment: Optional[float] = typer.Option(None, help="Augmentation strength (0 = none)."),
-    qat_epochs: Optional[int] = typer.Option(None, help="Quantization-aware fine-tuning epochs after float training."),
-    qat_lr: Optional[float] = typer.Option(None, help="Peak learning rate of the QAT fine-tuning."),
-    patience: Optional[int] = typer.Option(None, help="Early stopping patience on validation MAE, in epochs."),
-    seed: Optional[int] = typer.Option(None),
-    strategy: Optional[str] = typer.Option(None, help="default, mirrored or multi-worker (TF_CONFIG)."),
-    soft_targets: Optional[Path] = typer.Option(None, help="Distil from a teacher's soft_targets.npz ('edge-age teacher')."),
-    teacher_weight: Optional[float] = typer.Option(None, help="Share of the teacher's age distribution in the age loss [0.5]."),
-    gender_teacher_weight: Optional[float] = typer.Option(None, help="Share of the teacher's P(female) in the gender target [0.5]."),
-    temperature: Optional[float] = typer.Option(None, help="Distillation temperature [1.0]."),
+    preset: str | None = typer.Option(None, help="Start from a preset: reference, tiny, or a family member m, s or n."),
+    arch: str | None = typer.Option(None, help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
+    alpha: float | None = typer.Option(None, help="Width multiplier."),
+    input_size: int | None = typer.Option(None, help="Input size in pixels (square)."),
+    minimalistic: bool | None = typer.Option(None, help="MobileNetV3 minimalistic (no SE, no hard-swish)."),
+    head: str | None = typer.Option(None, help="Age head: ldl (label distribution) or regression."),
+    epochs: int | None = typer.Option(None),
+    batch: int | None = typer.Option(None),
+    lr: float | None = typer.Option(None, help="Peak learning rate (cosine schedule with warm-up)."),
+    sigma: float | None = typer.Option(None, help="Spread of the Gaussian age targets, in years."),
+    weights: Path | None = typer.Option(None, help="ImageNet no-top .h5 for the backbone; none = from scratch."),
+    augment: float | None = typer.Option(None, help="Augmentation strength (0 = none)."),
+    qat_epochs: int | None = typer.Option(None, help="Quantization-aware fine-tuning epochs after float training."),
+    qat_lr: float | None = typer.Option(None, help="Peak learning rate of the QAT fine-tuning."),
+    patience: int | None = typer.Option(None, help="Early stopping patience on validation MAE, in epochs."),
+    seed: int | None = typer.Option(None),
+    strategy: str | None = typer.Option(None, help="default, mirrored or multi-worker (TF_CONFIG)."),
+    soft_targets: Path | None = typer.Option(None, help="Distil from a teacher's soft_targets.npz ('edge-age "
+                                                        "teacher')."),
+    teacher_weight: float | None = typer.Option(None, help="Share of the teacher's age distribution in the age loss "
+                                                           "[0.5]."),
+    gender_teacher_weight: float | None = typer.Option(None, help="Share of the teacher's P(female) in the gender "
+                                                                  "target [0.5]."),
+    temperature: float | None = typer.Option(None, help="Distillation temperature [1.0]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
 ) -> None:
     """Train the age/gender model (float, then quantization-aware) and evaluate it on the test side."""
     from dataclasses import replace
 
-    from edge_age.train.models import ModelSpec
     from edge_age.train.loop import PRESETS, TrainConfig
     from edge_age.train.loop import train as run_training
+    from edge_age.train.models import ModelSpec
 
     if preset and preset not in PRESETS:
         raise EdgeAgeError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -236,7 +239,8 @@ def train(
                                       head=head).items() if v is not None}
     spec = replace(config.spec, **given) if given else config.spec
     options = {k: v for k, v in dict(epochs=epochs, batch=batch, lr=lr, sigma=sigma, augment=augment,
-                                     qat_epochs=qat_epochs, qat_lr=qat_lr, patience=patience, seed=seed, strategy=strategy,
+                                     qat_epochs=qat_epochs, qat_lr=qat_lr, patience=patience, seed=seed,
+                                     strategy=strategy,
                                      weights=str(weights) if weights else None,
                                      soft_targets=str(soft_targets) if soft_targets else None,
                                      teacher_weight=teacher_weight, gender_teacher_weight=gender_teacher_weight,
@@ -253,8 +257,9 @@ def train(
 
 @app.command()
 def teacher(
-    members: list[Path] = typer.Argument(..., help="Float .keras/.h5 models to average (each also on the mirror image)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    members: list[Path] = typer.Argument(..., help="Float .keras/.h5 models to average (each also on the mirror "
+                                                   "image)."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
     split: Path = typer.Option(..., help="Split CSV: soft targets for its train and val sides."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for teacher.keras, soft_targets.npz, teacher.json."),
 ) -> None:
@@ -268,19 +273,20 @@ def teacher(
 def evaluate(
     model: str = typer.Argument(..., help="A .keras/.h5 (float or QAT) or .tflite model, or a member's name "
                                           "(its int8-qat file)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
-    split: Optional[Path] = typer.Option(None, help="Split CSV: evaluate on one side of it."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    split: Path | None = typer.Option(None, help="Split CSV: evaluate on one side of it."),
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
-    labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for the evaluation page: report.html "
+    labels: Path | None = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the evaluation page: report.html "
                                        "(self-contained), report.md and the plots."),
-    detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs --labels)."),
+    detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs "
+                                                        "--labels)."),
     detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
-    detector_model: Optional[Path] = typer.Option(None, help="With --detect: the detector's model file."),
+    detector_model: Path | None = typer.Option(None, help="With --detect: the detector's model file."),
     detect_size: int = typer.Option(DETECT_SIZE, help="With --detect: longer side, in pixels, of the photo the "
                                     "detector sees (0 = the full photo); faces are cropped at full resolution."),
-    chip_resolution: Optional[int] = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
+    chip_resolution: int | None = typer.Option(None, min=8, help="With --detect: crop faces at this many pixels "
                                                   "first, as the training chips [default: from the .tflite sidecar]."),
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
@@ -318,7 +324,8 @@ def evaluate(
     if finder:
         d = result["detection"]
         typer.echo(f"{d['detector']}: a face in {d['faces_found']} of {d['photos']} photos")
-    gender = f", gender {result['gender_accuracy']:.1%} (AUC {result['gender_auc']:.3f})" if "gender_accuracy" in result else ""
+    gender = (f", gender {result['gender_accuracy']:.1%} (AUC {result['gender_auc']:.3f})"
+              if "gender_accuracy" in result else "")
     typer.echo(f"{model.name}: n={result['n']}, MAE {result['mae']:.2f}, CS@5 {result['cs5']:.1%}, "
                f"epsilon {result['epsilon_error']:.3f}{gender}{_skipped_text(result)}")
 
@@ -332,18 +339,20 @@ def _skipped_text(result: dict) -> str:
 
 @app.command()
 def convert(
-    model: Optional[str] = typer.Argument(None, help="Float .keras/.h5 model, or a member's name "
+    model: str | None = typer.Argument(None, help="Float .keras/.h5 model, or a member's name "
                                             "[default: the bundled reference model]."),
     targets: str = typer.Option("float32,float16,dynamic,int8,int8-qat,edgetpu",
                                 help="Comma-separated targets, or 'all' (adds int16x8 and int8-mixed)."),
     out: Path = typer.Option(Path("runs/convert"), "--out", "-o", help="Folder for the .tflite files and reports."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Face crops for calibration and validation [default: $EDGE_AGE_DATA]."),
-    split: Optional[Path] = typer.Option(None, help="Split CSV: calibrate on its train side, validate on its test side."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops for calibration and validation [default: "
+                                                          "$EDGE_AGE_DATA]."),
+    split: Path | None = typer.Option(None, help="Split CSV: calibrate on its train side, validate on its test side."),
     calib: int = typer.Option(300, min=1, help="Number of calibration images."),
     calib_draw: str = typer.Option("stratified", help="stratified (by age bin, gender, race) or random."),
-    qat: Optional[Path] = typer.Option(None, help="The QAT twin [default: qat.h5 beside MODEL]."),
-    threshold: float = typer.Option(0.5, min=0.0, help="Reject a file whose MAE exceeds the float model's by more years."),
-    debug_images: Optional[int] = typer.Option(None, help="Validation faces for the per-layer error of integer files "
+    qat: Path | None = typer.Option(None, help="The QAT twin [default: qat.h5 beside MODEL]."),
+    threshold: float = typer.Option(0.5, min=0.0, help="Reject a file whose MAE exceeds the float model's by more "
+                                                       "years."),
+    debug_images: int | None = typer.Option(None, help="Validation faces for the per-layer error of integer files "
                                                "[default: 100, or all when fewer]."),
     budget: float = typer.Option(0.1, help="int8-mixed: MAE allowed above the float model's, in years."),
     max_float: int = typer.Option(8, help="int8-mixed: at most this many layers kept in float."),
@@ -356,8 +365,8 @@ def convert(
 
     from converters.targets import TARGETS
     from edge_age.conversion import convert as run_convert
-    from edge_age.report.convert_page import table
     from edge_age.members import is_member_name, member, resolve_keras
+    from edge_age.report.convert_page import table
 
     if model is not None and is_member_name(model):
         qat = qat or member(model).keras("qat")
@@ -379,7 +388,8 @@ def convert(
 ModelOpt = typer.Option(None, "--model", "-m", help="A .tflite from 'edge-age convert' (its .json sidecar beside it), "
                         "or a member of the family: m, s or n ('edge-age models') [default: s].")
 DelegateOpt = typer.Option("cpu", help="cpu (XNNPACK), gpu or edgetpu.")
-DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_GPU_DELEGATE; edgetpu: libedgetpu.so.1].")
+DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_GPU_DELEGATE; edgetpu: "
+                                             "libedgetpu.so.1].")
 DeviceOpt = typer.Option(None, help="Edge TPU to use: usb, usb:N or pci:N [default: the first found].")
 DetectorOpt = typer.Option("auto", help="auto (best found), yunet, blazeface or haar.")
 DetectorModelOpt = typer.Option(None, help="Detector model [yunet: $EDGE_AGE_YUNET; blazeface: $EDGE_AGE_BLAZEFACE].")
@@ -389,27 +399,29 @@ DetectSizeOpt = typer.Option(DETECT_SIZE, help="Longer side, in pixels, of the f
 
 @app.command()
 def run(
-    model: Optional[str] = ModelOpt,
-    source: str = typer.Option("0", "--source", "-s", help="Camera index, picamera, video file, image or folder, or stream URL."),
+    model: str | None = ModelOpt,
+    source: str = typer.Option("0", "--source", "-s", help="Camera index, picamera, video file, image or folder, or "
+                                                           "stream URL."),
     out: Path = typer.Option(Path("runs/run"), "--out", "-o", help="Folder for run_report.json."),
     delegate: str = DelegateOpt,
     threads: int = typer.Option(2, min=1, help="Interpreter threads."),
-    delegate_library: Optional[str] = DelegateLibraryOpt,
-    device: Optional[str] = DeviceOpt,
+    delegate_library: str | None = DelegateLibraryOpt,
+    device: str | None = DeviceOpt,
     detector: str = DetectorOpt,
-    detector_model: Optional[Path] = DetectorModelOpt,
-    width: Optional[int] = typer.Option(None, help="Camera frame width."),
-    height: Optional[int] = typer.Option(None, help="Camera frame height."),
-    fps: Optional[float] = typer.Option(None, help="Camera frame rate (and of the --video file)."),
-    video: Optional[Path] = typer.Option(None, help="Write the annotated frames to this video (.avi or .mp4)."),
-    jsonl: Optional[Path] = typer.Option(None, help="Write one JSON record per frame here."),
-    serve: Optional[str] = typer.Option(None, help="Serve an MJPEG stream and page on HOST:PORT (or PORT, loopback)."),
+    detector_model: Path | None = DetectorModelOpt,
+    width: int | None = typer.Option(None, help="Camera frame width."),
+    height: int | None = typer.Option(None, help="Camera frame height."),
+    fps: float | None = typer.Option(None, help="Camera frame rate (and of the --video file)."),
+    video: Path | None = typer.Option(None, help="Write the annotated frames to this video (.avi or .mp4)."),
+    jsonl: Path | None = typer.Option(None, help="Write one JSON record per frame here."),
+    serve: str | None = typer.Option(None, help="Serve an MJPEG stream and page on HOST:PORT (or PORT, loopback)."),
     show: bool = typer.Option(False, "--show", help="Show a window (needs a display and an OpenCV build with GUI)."),
-    max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many frames."),
-    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    max_frames: int | None = typer.Option(None, min=1, help="Stop after this many frames."),
+    duration: float | None = typer.Option(None, help="Stop after this many seconds."),
     window: float = typer.Option(WINDOW_S, help="Seconds per window of fps and stage p50 in run_report.json."),
     min_face: int = typer.Option(24, min=0, help="Ignore faces narrower than this many pixels."),
-    smoothing: float = typer.Option(0.3, min=0.01, max=1.0, help="Weight of the newest frame in a track's age and gender."),
+    smoothing: float = typer.Option(0.3, min=0.01, max=1.0, help="Weight of the newest frame in a track's age and "
+                                                                 "gender."),
     detect_size: int = DetectSizeOpt,
     detect_every: int = typer.Option(DETECT_EVERY, help="Detect on one frame in N; on the others, faces are carried "
                                      "forward by optical flow (and still inferred). 1 = detect every frame."),
@@ -417,7 +429,7 @@ def run(
                                  "second thread."),
     loop: bool = typer.Option(False, "--loop", help="Start a video file again at its end (until --max-frames, "
                               "--duration, Ctrl-C or SIGTERM)."),
-    max_fps: Optional[float] = typer.Option(None, help="Process at most this many frames per second (a video file "
+    max_fps: float | None = typer.Option(None, help="Process at most this many frames per second (a video file "
                                             "is then read at that pace; a camera's extra frames are dropped)."),
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
@@ -433,7 +445,8 @@ def run(
                          overlap=overlap, loop=loop, max_fps=max_fps)
     report = run_pipeline(options)
     stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in report["stages"].items() if v.get("count"))
-    typer.echo(f"{report['frames']} frames, {report['faces']} faces, {report['tracks']} tracks, {report['fps']:.1f} fps "
+    typer.echo(f"{report['frames']} frames, {report['faces']} faces, {report['tracks']} tracks, {report['fps']:.1f} "
+               "fps "
                f"({report['detector']} at {report['detect_size'] or 'full frame'}, every {report['detect_every']}: "
                f"{report['frames_detected']} frames detected, {report['frames_carried']} carried; "
                f"{report['target']}/{report['delegate']}); p50 ms: {stages}")
@@ -447,15 +460,16 @@ def run(
 @app.command()
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
-    model: Optional[str] = ModelOpt,
-    out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Folder for annotated images, faces.csv, faces.json."),
-    labels: Optional[Path] = typer.Option(None, help="CSV file,age[,gender] (file = image name): also report accuracy."),
+    model: str | None = ModelOpt,
+    out: Path = typer.Option(Path("runs/predict"), "--out", "-o", help="Folder for annotated images, faces.csv, "
+                                                                       "faces.json."),
+    labels: Path | None = typer.Option(None, help="CSV file,age[,gender] (file = image name): also report accuracy."),
     delegate: str = DelegateOpt,
     threads: int = typer.Option(2, min=1),
-    delegate_library: Optional[str] = DelegateLibraryOpt,
-    device: Optional[str] = DeviceOpt,
+    delegate_library: str | None = DelegateLibraryOpt,
+    device: str | None = DeviceOpt,
     detector: str = DetectorOpt,
-    detector_model: Optional[Path] = DetectorModelOpt,
+    detector_model: Path | None = DetectorModelOpt,
     detect_size: int = DetectSizeOpt,
     min_face: int = typer.Option(0, min=0, help="Ignore faces narrower than this many pixels."),
     skip_bad_labels: bool = SkipBadLabelsOpt,
@@ -463,10 +477,10 @@ def predict(
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
     from edge_age.eval.evaluation import read_labels
     from edge_age.members import resolve_tflite
-    from firmware_host.progress import track
     from firmware_host.detectors import make_detector
     from firmware_host.photos import predict_images, write_rows
     from firmware_host.predictor import AgeGenderModel
+    from firmware_host.progress import track
 
     truth = read_labels(labels, skip_bad_labels) if labels else None
     age_model = AgeGenderModel(resolve_tflite(model), delegate, threads, delegate_library, device)
@@ -475,7 +489,8 @@ def predict(
                                              progress=lambda items, total: track(items, "predicting", total))
     write_rows(rows, out)
     found = {r["file"] for r in rows if r["face"] >= 0}
-    typer.echo(f"{len(found)} of {len({r['file'] for r in rows})} images with a face, {sum(r['face'] >= 0 for r in rows)} "
+    typer.echo(f"{len(found)} of {len({r['file'] for r in rows})} images with a face, "
+               f"{sum(r['face'] >= 0 for r in rows)} "
                f"faces ({finder.name}); unreadable: {len(unreadable)}")
     typer.echo("p50 ms: " + ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in timer.summary().items() if v.get("count")))
     if truth is not None:
@@ -485,7 +500,7 @@ def predict(
 
 @app.command()
 def serve(
-    model: Optional[str] = ModelOpt,
+    model: str | None = ModelOpt,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free one, printed at start)."),
     threads: int = typer.Option(2, min=1, help="Requests processed at once: one single-threaded interpreter and "
@@ -494,10 +509,10 @@ def serve(
     max_body: float = typer.Option(10.0, min=0.001, help="Largest accepted body in MiB (more is answered 413)."),
     timeout: float = typer.Option(30.0, min=0.1, help="Seconds a request may take, queue included (then 503)."),
     detector: str = DetectorOpt,
-    detector_model: Optional[Path] = DetectorModelOpt,
+    detector_model: Path | None = DetectorModelOpt,
     delegate: str = DelegateOpt,
-    delegate_library: Optional[str] = DelegateLibraryOpt,
-    device: Optional[str] = DeviceOpt,
+    delegate_library: str | None = DelegateLibraryOpt,
+    device: str | None = DeviceOpt,
 ) -> None:
     """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
     import logging
@@ -521,7 +536,7 @@ def serve(
 @app.command("run-table")
 def run_table(
     reports: list[Path] = typer.Argument(..., help="run_report.json files from 'edge-age run'."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table to this Markdown file."),
 ) -> None:
     """Compare runs: settings, frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
     from edge_age.report.run_table import run_table as table_of
@@ -580,32 +595,33 @@ def bench(
                                                  "beside it, or that .json), folders of them, or members' names "
                                                  "(their int8-qat files)."),
     out: Path = typer.Option(Path("runs/bench"), "--out", "-o", help="Folder for bench.json, bench.md, bench.html."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Face crops for accuracy (with --split or --labels, "
-                                                             "default $EDGE_AGE_DATA); without all three: latency only."),
-    split: Optional[Path] = typer.Option(None, help="Split CSV: accuracy on one side of it."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops for accuracy (with --split or --labels, "
+                                                             "default $EDGE_AGE_DATA); without all three: latency "
+                                                             "only."),
+    split: Path | None = typer.Option(None, help="Split CSV: accuracy on one side of it."),
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
-    labels: Optional[Path] = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Score at most this many faces, spread over the set."),
+    labels: Path | None = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
+    limit: int | None = typer.Option(None, min=1, help="Score at most this many faces, spread over the set."),
     delegate: list[str] = typer.Option(["cpu"], help="cpu (XNNPACK), gpu or edgetpu; repeat or comma-separate."),
     threads: str = typer.Option("1", help="Thread counts, comma-separated, e.g. 1,2,4."),
     runs: int = typer.Option(100, min=1, help="Timed inferences per configuration."),
     warmup: int = typer.Option(10, min=0, help="Untimed inferences before them."),
-    rounds: Optional[int] = typer.Option(None, min=1, help="Measure every configuration this many times, interleaved, "
+    rounds: int | None = typer.Option(None, min=1, help="Measure every configuration this many times, interleaved, "
                                          "samples pooled [default: 3; with --duration: 1]."),
-    duration: Optional[float] = typer.Option(None, help="Keep each configuration running this many seconds (instead "
+    duration: float | None = typer.Option(None, help="Keep each configuration running this many seconds (instead "
                                              "of --runs): latency per window, temperature and CPU clock over time."),
     window: float = typer.Option(WINDOW_S, help="Seconds per latency window (and between temperature samples)."),
-    name: Optional[str] = typer.Option(None, help="This device's name in reports (default: board model, else host name)."),
-    delegate_library: Optional[str] = DelegateLibraryOpt,
-    device: Optional[str] = DeviceOpt,
+    name: str | None = typer.Option(None, help="This device's name in reports (default: board model, else host name)."),
+    delegate_library: str | None = DelegateLibraryOpt,
+    device: str | None = DeviceOpt,
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy against latency: each model on each delegate and thread count, batch 1, in a fresh process each."""
-    from edge_age.bench.run import FaceSource, run_bench
     from edge_age.bench.jobs import Timing
+    from edge_age.bench.run import FaceSource, run_bench
+    from edge_age.members import resolve_tflite
     from edge_age.report.bench_page import bench_table
     from edge_age.report.sustained import has_windows, verdict_lines
-    from edge_age.members import resolve_tflite
     from firmware_host.windows import check_seconds
 
     models = [resolve_tflite(m) for m in models]
@@ -627,7 +643,8 @@ def bench(
         raise
     typer.echo(bench_table(result))
     if has_windows(result):
-        typer.echo("\n".join(verdict_lines([(f"{r['model']} {r['delegate']} ×{r['threads']}", r) for r in result["latency"]],
+        typer.echo("\n".join(verdict_lines([(f"{r['model']} {r['delegate']} "
+                                             f"×{r['threads']}", r) for r in result["latency"]],
                                             result["thermal"])))
     for s in result["skipped"]:
         typer.echo(f"not measured: {s['model']} on {s['delegate']}: {s['reason']}", err=True)
@@ -666,7 +683,7 @@ def bundle(
     run_dir: Path = typer.Option(..., "--run", help="Its training run folder."),
     converted: Path = typer.Option(..., "--converted", help="Its 'edge-age convert --split' output folder."),
     copy_keras: bool = typer.Option(False, help="Copy the Keras float and QAT models into the package too."),
-    bench_json: Optional[Path] = typer.Option(None, "--bench", help="Take the CPU latency from this bench.json."),
+    bench_json: Path | None = typer.Option(None, "--bench", help="Take the CPU latency from this bench.json."),
 ) -> None:
     """Install a trained, converted member into the package's family folder (maintainers: 'make family')."""
     from edge_age.train.bundle import bundle_member
@@ -680,7 +697,8 @@ def report(
     benches: list[Path] = typer.Argument(..., help="bench.json files written by 'edge-age bench', one per device."),
     out: Path = typer.Option(Path("runs/report"), "--out", "-o", help="Folder for report.html and report.md."),
 ) -> None:
-    """Merge benches from several devices: per model, accuracy and latency on each device, each device's Pareto front."""
+    """Merge benches from several devices: per model, accuracy and latency on each device, each device's Pareto
+    front."""
     from edge_age.bench.merge import merge_benches
 
     typer.echo(merge_benches(benches, out))

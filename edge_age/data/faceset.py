@@ -23,10 +23,10 @@ import numpy as np
 
 from edge_age.data.names import NameLabels, parse_name
 from edge_age.data.sources import Source, open_source
-from firmware_host.progress import track
 from firmware_host import atomic, images
 from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.jsonio import to_json
+from firmware_host.progress import track
 
 CACHE_FORMAT = 2  # 2: meta.json records the SHA-256 of images.npy
 DEFAULT_SIZE = 64
@@ -131,9 +131,11 @@ def _decode_all(source: Source, size: int) -> tuple[dict, np.ndarray]:
                 rows.append(rgb)
     unreadable = sorted(unreadable + source.unreadable)
     if not names and not unreadable:
-        raise EdgeAgeError(f"no image files in {source.path}" + (f" ({len(source.ignored)} other file(s))" if source.ignored else ""))
+        raise EdgeAgeError(f"no image files in {source.path}" + (f" ({len(source.ignored)} other "
+                                                                 "file(s))" if source.ignored else ""))
     images = np.stack(rows) if rows else np.zeros((0, size, size, 3), np.uint8)
-    return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable, "ignored": source.ignored}, images
+    return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable,
+            "ignored": source.ignored}, images
 
 
 def native_size(path: str | os.PathLike) -> int | None:
@@ -203,7 +205,8 @@ def _store(entry: Path, meta: dict, images: np.ndarray) -> None:
         return
     try:
         np.save(work / "images.npy", images)
-        (work / "meta.json").write_text(to_json({**meta, "images_sha256": _file_sha256(work / "images.npy")}, indent=None))
+        (work / "meta.json").write_text(to_json({**meta, "images_sha256": _file_sha256(work / "images.npy")},
+                                                indent=None))
         shutil.rmtree(entry, ignore_errors=True)
         try:
             os.replace(work, entry)

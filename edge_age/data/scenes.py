@@ -31,7 +31,8 @@ class Chip:
 
 
 def read_chips(folder: Path, names: list[str] | None = None, count: int | None = None, seed: int = 0) -> list[Chip]:
-    """``count`` chips (all if None) drawn with ``seed`` from the given names, or from every usable name in the folder."""
+    """``count`` chips (all if None) drawn with ``seed`` from the given names, or from every usable name in the
+    folder."""
     folder = Path(folder)
     if not folder.is_dir():
         hint = ": extract the archive first" if folder.is_file() else ""

@@ -30,7 +30,7 @@ class SoftTargets:
     female_mirror: np.ndarray
     meta: dict
 
-    def rows(self, files: list[str]) -> "SoftTargets":
+    def rows(self, files: list[str]) -> SoftTargets:
         """The targets of ``files``, in that order; an error naming the first file without one."""
         index = {f: i for i, f in enumerate(self.files)}
         missing = [f for f in files if f not in index]

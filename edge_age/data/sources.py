@@ -6,9 +6,9 @@ import os
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from firmware_host.errors import EdgeAgeError
 

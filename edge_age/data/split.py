@@ -13,7 +13,6 @@ Duplicate policy (one image per cluster survives):
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from edge_age.data.audit import Audit, components
 from firmware_host import atomic
+from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
 
 SIDES = ("train", "val", "test")
@@ -178,7 +178,8 @@ def read_split(path: str | Path) -> Split:
     rows = []
     for line, rec in enumerate(reader, start=2):
         try:
-            row = Row(rec["file"], int(rec["age"]), int(rec["gender"]), int(rec["race"]), int(rec["group"]), rec["split"])
+            row = Row(rec["file"], int(rec["age"]), int(rec["gender"]), int(rec["race"]), int(rec["group"]),
+                      rec["split"])
         except (TypeError, ValueError):
             raise EdgeAgeError(f"split file {path}, line {line}: bad value in {dict(rec)}") from None
         if row.split not in SIDES:

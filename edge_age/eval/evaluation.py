@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +11,11 @@ import numpy as np
 from edge_age.data.faceset import load_faces
 from edge_age.data.names import MAX_AGE
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
-from firmware_host.progress import track
+from firmware_host.contract import ages_from_output, split_outputs
 from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
-from firmware_host.contract import ages_from_output, split_outputs
 from firmware_host.predictor import predict_tflite
+from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class Labelled:
     unreadable: list[str] = field(default_factory=list)  # labelled files that do not decode, left out
     bad_labels: list[str] = field(default_factory=list)  # "line N: reason" of label rows skipped
 
-    def subset(self, keep: np.ndarray) -> "Labelled":
+    def subset(self, keep: np.ndarray) -> Labelled:
         """The faces at indices ``keep`` (the skipped files and rows stay listed)."""
         return Labelled(self.images[keep], self.ages[keep], self.genders[keep], self.races[keep],
                         [self.files[i] for i in keep], self.unreadable, self.bad_labels)
@@ -174,7 +173,8 @@ def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int
         for raw in reader:
             row, reason = _label_row(raw, seen)
             if row is None and not skip_bad:
-                raise EdgeAgeError(f"labels file {_braces(path)}, line {line}: {_braces(reason)} ({{}} skips and counts such rows)",
+                raise EdgeAgeError(f"labels file {_braces(path)}, line {line}: {_braces(reason)} ({{}} skips and "
+                                   "counts such rows)",
                                   option="--skip-bad-labels", parameter="skip_bad")
             if row is None:
                 skipped.append(f"line {line}: {reason}")

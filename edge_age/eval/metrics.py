@@ -98,7 +98,8 @@ def breakdown(pred_age, true_age, pred_gender, true_gender, true_race) -> dict:
     from edge_age.data.names import RACES
     true_age = np.asarray(true_age)
     groups = {
-        "age_group": ({age_bin_label(b): np.array([age_bin(int(a)) == b for a in true_age]) for b in range(len(AGE_BINS))}),
+        "age_group": ({age_bin_label(b): np.array([age_bin(int(a)) == b for a in true_age])
+                       for b in range(len(AGE_BINS))}),
         "gender": {"male": np.asarray(true_gender) == 0, "female": np.asarray(true_gender) == 1},
         "race": {name: np.asarray(true_race) == code for code, name in enumerate(RACES)},
     }
@@ -107,6 +108,7 @@ def breakdown(pred_age, true_age, pred_gender, true_gender, true_race) -> dict:
         out[kind] = {}
         for name, mask in masks.items():
             if mask.any():
-                sel = lambda a: None if a is None else np.asarray(a)[mask]  # noqa: E731
-                out[kind][name] = age_metrics(sel(pred_age), sel(true_age), sel(pred_gender), sel(true_gender))
+                sel = [None if a is None else np.asarray(a)[mask] for a in (pred_age, true_age, pred_gender,
+                                                                            true_gender)]
+                out[kind][name] = age_metrics(*sel)
     return out

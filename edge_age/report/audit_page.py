@@ -10,8 +10,7 @@ import numpy as np
 from edge_age.data.audit import Audit
 from edge_age.data.names import GENDERS, MAX_AGE, RACES
 from edge_age.data.split import SIDES, Split
-from edge_age.report.page import (data_uri, html_page, html_table, image_uri, md_table, pyplot,
-                                  save_figure)
+from edge_age.report.page import data_uri, html_page, html_table, image_uri, md_table, pyplot, save_figure
 from firmware_host import atomic
 from firmware_host.jsonio import write_json
 
@@ -115,7 +114,8 @@ def _write_audit_files(audit: Audit, out: Path, split: Split | None) -> dict:
     malformed = [[m["file"], "; ".join(m["issues"]) or "", m["set_aside"] or "kept"] for m in data["malformed_names"]]
     unreadable = [[u["file"], u["reason"]] for u in data["unreadable_files"]]
 
-    md = [f"# Data audit of `{audit.faces.root}`\n", md_table(["count", "value"], _count_rows(summary)), rule_text + "\n"]
+    md = ["# Data audit of "
+          f"`{audit.faces.root}`\n", md_table(["count", "value"], _count_rows(summary)), rule_text + "\n"]
     md += [f"![{k}]({p.name})\n" for k, p in plots.items()]
     if malformed:
         md += ["## Malformed names\n", md_table(["file", "issues", "set aside"], malformed)]
@@ -137,6 +137,7 @@ def _write_audit_files(audit: Audit, out: Path, split: Split | None) -> dict:
     body += [_faces_html(audit, g) for g in audit.conflicting]
 
     (out / "report.md").write_text("\n".join(md), encoding="utf-8")
-    (out / "report.html").write_text(html_page(f"Data audit of {audit.faces.root.name}", "".join(body)), encoding="utf-8")
+    (out / "report.html").write_text(html_page("Data audit of "
+                                               f"{audit.faces.root.name}", "".join(body)), encoding="utf-8")
     write_json(out / "audit.json", data)
     return data

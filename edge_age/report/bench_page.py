@@ -44,7 +44,8 @@ def load_bench(path: str | Path) -> dict:
         raise EdgeAgeError(f"{path} is not a bench file: it has no \"schema\": \"{SCHEMA}\" ({hint})")
     if bench.get("schema_version") not in READS:
         raise EdgeAgeError(f"{path} is a bench file of schema version {bench.get('schema_version')!r}; this edge-age "
-                           f"reads versions {', '.join(map(str, READS))}: bench again, or use the edge-age that wrote it")
+                           f"reads versions {', '.join(map(str, READS))}: bench again, or use the edge-age that wrote "
+                           "it")
     missing = [k for k in REQUIRED_KEYS if k not in bench]
     if missing:
         raise EdgeAgeError(f"{path} is a damaged bench file: it has no {', '.join(missing)}")

@@ -1,4 +1,5 @@
-"""Plots of benchmark reports: accuracy against latency with the Pareto front, latency spread, error by age, latency over time."""
+"""Plots of benchmark reports: accuracy against latency with the Pareto front, latency spread, error by age, latency
+over time."""
 from __future__ import annotations
 
 from itertools import cycle

@@ -5,8 +5,8 @@ from __future__ import annotations
 from itertools import cycle
 from pathlib import Path
 
-from edge_age.report.bench_plots import COLORS
 from edge_age.report.bench_page import can_plot
+from edge_age.report.bench_plots import COLORS
 from edge_age.report.page import Section, md_table, pyplot, save_figure, to_html, to_markdown
 from firmware_host import atomic
 from firmware_host.jsonio import write_json
@@ -108,7 +108,8 @@ def sections(report: dict, out: Path) -> list[Section]:
     s = [Section("Settings", f"Validation: {report['validation']}; calibration: {report['calibration']}; rejection "
                              f"threshold: MAE more than {report['threshold_years']} years above the float model. "
                              f"Per-layer error on {w.get('debug_images', 0)} validation faces; int8-mixed budget "
-                             f"{w.get('budget_years')} years, at most {w.get('max_float')} layers in float, searched on "
+                             f"{w.get('budget_years')} years, at most {w.get('max_float')} layers in float, searched "
+                             "on "
                              f"{w.get('search_faces', '-')}."),
          Section("Keras models", "" if keras_rows else "none", ["model", "n", "MAE", "CS@5", "gender"] if keras_rows
                  else None, keras_rows),

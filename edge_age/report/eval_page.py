@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 
 from edge_age import __version__
-from edge_age.report import eval_plots
-from edge_age.report import train_plots as plots
-from edge_age.report.bench_page import breakdown_sections
 from edge_age.data.split import AGE_BINS, age_bin, age_bin_label
 from edge_age.eval.evaluation import Labelled
 from edge_age.eval.metrics import group_accuracy
+from edge_age.report import eval_plots
+from edge_age.report import train_plots as plots
+from edge_age.report.bench_page import breakdown_sections
 from edge_age.report.page import Section, image_uri, pyplot, to_html, to_markdown
 from firmware_host import atomic
 
@@ -59,10 +59,12 @@ def _parts(ev: Evaluated, folder: Path) -> list[Section]:
     parts.append(Section("Age groups", f"Rows are the true age group, columns the predicted one; each row "
                       f"sums to 100%. Accuracy over age groups: {exact:.1%} exact, {one_off:.1%} within one group.",
                       ["true \\ predicted", *groups], [[g, *row] for g, row in zip(groups, shares)],
-                      [eval_plots.confusion_heatmap(r["age_confusion"], groups, folder / "confusion.png")], id="confusion"))
+                      [eval_plots.confusion_heatmap(r["age_confusion"], groups, folder / "confusion.png")],
+                         id="confusion"))
     parts.append(_roc(ev, folder))
     parts.append(Section("Predicted against true age", "One dot per face; the line is a perfect prediction.",
-                      plots=[plots.predicted_vs_true(ev.pred_age, faces.ages, folder / "predicted_vs_true.png")], id="predicted"))
+                      plots=[plots.predicted_vs_true(ev.pred_age, faces.ages, folder / "predicted_vs_true.png")],
+                         id="predicted"))
     errors = [plots.error_by_age(ev.pred_age, faces.ages, folder / "error_by_age.png")]
     if r["breakdown"].get("gender") or r["breakdown"].get("race"):
         errors.append(eval_plots.error_by_group(r["breakdown"], folder / "error_by_group.png"))
@@ -103,7 +105,8 @@ def _roc(ev: Evaluated, folder: Path) -> Section:
     auc = ev.result["gender_auc"]
     return Section("Gender ROC", f"Probability of female against the true gender: AUC {auc:.3f}. The dot is the "
                 "operating point of the 0.5 threshold that the reported accuracy uses.",
-                plots=[eval_plots.gender_roc(ev.pred_gender[known], is_female, auc, folder / "gender_roc.png")], id="roc")
+                plots=[eval_plots.gender_roc(ev.pred_gender[known], is_female, auc, folder / "gender_roc.png")],
+                   id="roc")
 
 
 def _gender(code: int) -> str:
@@ -179,7 +182,8 @@ def _missed(ev: Evaluated) -> Section:
     shown = f" (the first {MISSED_SHOWN} shown)" if len(missed) > MISSED_SHOWN else ""
     return Section("Photos without a face found",
                 f"{d['detector']} found no face in {len(missed)} of {d['photos']} photos{shown}; they are left out "
-                "of every score above.", ["file"], [[n] for n in missed], html=f"<div>{''.join(tiles)}</div>", id="no-face")
+                "of every score "
+                "above.", ["file"], [[n] for n in missed], html=f"<div>{''.join(tiles)}</div>", id="no-face")
 
 
 _STYLE = (".face{width:104px;vertical-align:top}.face img{width:96px;height:96px}"

@@ -101,7 +101,8 @@ def to_markdown(title: str, sections: list[Section]) -> str:
 def to_html(title: str, sections: list[Section], style: str = "") -> str:
     """The self-contained HTML page (plots embedded); sections with an ``id`` get a navigation bar on top."""
     linked = [s for s in sections if s.id]
-    body = ["<nav>" + "".join(f"<a href='#{s.id}'>{html.escape(s.title)}</a>" for s in linked) + "</nav>"] if linked else []
+    links = "".join(f"<a href='#{s.id}'>{html.escape(s.title)}</a>" for s in linked)
+    body = ["<nav>" + links + "</nav>"] if linked else []
     for s in sections:
         body.append(f"<section id='{s.id}'>" if s.id else "<section>")
         body.append(f"<h2>{html.escape(s.title)}</h2>")

@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from edge_age.report.sustained import row_drift, throttling_line
 from edge_age.report.page import md_table
 from edge_age.report.run_table import read_report, run_table
+from edge_age.report.sustained import row_drift, throttling_line
 from firmware_host import atomic
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE
 from firmware_host.detectors import DETECTORS

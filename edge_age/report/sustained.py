@@ -63,5 +63,6 @@ def has_windows(bench: dict) -> bool:
 def over_time_plot(rows: list[tuple[str, dict]], thermal: list[dict], path: Path) -> Path:
     """p50 per window of each row against time, temperature on a second axis where the device reports it."""
     return bench_plots.over_time({label: row["windows"] for label, row in rows if row.get("windows")},
-                                 [(s["t_s"], s["temperature_c"]) for s in thermal if s.get("temperature_c") is not None],
+                                 [(s["t_s"],
+                                   s["temperature_c"]) for s in thermal if s.get("temperature_c") is not None],
                                  path)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from edge_age.members import FAMILY_DIR
 from firmware_host import atomic
-from firmware_host.jsonio import write_json
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
 
 BUNDLED_TARGETS = ("int8-qat", "edgetpu")  # what the runtime-only install needs; the rest is one convert away
 

@@ -7,25 +7,23 @@ an unfinished phase so that ``--resume`` continues from the last finished epoch.
 """
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from converters.tf_setup import keras, tensorflow
 from edge_age.data.faceset import data_path, load_faces, native_size
 from edge_age.data.pipeline import make_dataset
+from edge_age.data.soft_targets import SoftTargets, read_soft_targets
 from edge_age.data.split import Split, read_split
 from edge_age.train.losses import age_loss_and_metric, distillation_loss
-from edge_age.data.soft_targets import SoftTargets, read_soft_targets
-from edge_age.train.models import ModelSpec, build_model
 from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
-from converters.tf_setup import keras, tensorflow
+from edge_age.train.models import ModelSpec, build_model
 from firmware_host import atomic
 from firmware_host.contract import head_of, output_key
 from firmware_host.errors import EdgeAgeError
@@ -58,10 +56,10 @@ class TrainConfig:
         return {**asdict(self), "spec": self.spec.to_dict()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         return cls(**{**d, "spec": ModelSpec(**d["spec"])})
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         if not (0.0 <= self.teacher_weight <= 1.0 and 0.0 <= self.gender_teacher_weight <= 1.0):
             raise EdgeAgeError("the teacher weights must lie in 0..1")
         if not self.temperature > 0:
@@ -214,7 +212,8 @@ def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
             raise EdgeAgeError(f"nothing to resume in {run}: no config.json")
         return TrainConfig.from_dict(json.loads(saved.read_text()))
     if saved.is_file():
-        raise EdgeAgeError(f"{_braces(run)} already holds a run: pass {{}} to continue it, or choose another {{}}",
+        raise EdgeAgeError(f"{str(run).replace('{', '{{').replace('}', '}}')} already holds a run: pass {{}} to "
+                           f"continue it, or choose another {{}}",
                            option=("--resume", "--out"), parameter=("resume=True", "out"))
     return config
 
@@ -231,8 +230,8 @@ PRESETS = {
 def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool = False) -> dict:
     """Train (float, then QAT when ``config.qat_epochs``), evaluate on the test side, write the run folder."""
     from edge_age.eval.evaluation import evaluate_arrays
-    from edge_age.train.model_card import write_model_card
     from edge_age.report.train_plots import training_curves
+    from edge_age.train.model_card import write_model_card
 
     split = read_split(split_path)
     config = _prepare_run(run, config.check(), resume)

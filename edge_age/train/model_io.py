@@ -12,7 +12,6 @@ from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import write_json
 
-
 DEVICE_FILE = "device.json"
 
 
@@ -21,7 +20,8 @@ def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) 
     from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE
     facts = {"input_size": spec.input_size, "chip_resolution": chip_resolution, "color_order": COLOR_ORDER,
              "pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "ages": [0, spec.max_age],
-             "age_decode": "softmax_expectation" if spec.head == "ldl" else "value", "gender_decode": "sigmoid_probability"}
+             "age_decode": "softmax_expectation" if spec.head == "ldl" else "value",
+             "gender_decode": "sigmoid_probability"}
     return write_json(Path(run) / DEVICE_FILE, facts)
 
 
@@ -47,7 +47,8 @@ def quantize(model):
 
 
 def save_model(model, path: Path) -> Path:
-    """Save graph and weights without optimizer state, atomically (``.h5`` for QAT models: ``.keras`` does not reload)."""
+    """Save graph and weights without optimizer state, atomically (``.h5`` for QAT models: ``.keras`` does not
+    reload)."""
     with atomic.atomic_path(path) as tmp:
         if path.suffix == ".h5":
             with warnings.catch_warnings():
@@ -71,4 +72,5 @@ def load_model(path: str | Path):
         with tfmot.quantization.keras.quantize_scope(), k.utils.custom_object_scope(custom_objects()):
             return k.models.load_model(str(path), compile=False)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise EdgeAgeError(f"{path} is not a readable Keras model: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+        raise EdgeAgeError(f"{path} is not a readable Keras model: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None

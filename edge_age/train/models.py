@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge_age.data.names import MAX_AGE
 from converters.tf_setup import keras, tensorflow
+from edge_age.data.names import MAX_AGE
 from firmware_host.errors import EdgeAgeError
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -31,7 +31,7 @@ class ModelSpec:
     max_age: int = MAX_AGE
     bn_momentum: float = 0.99  # Keras' MobileNets use 0.999: validation then lags training by thousands of steps
 
-    def check(self) -> "ModelSpec":
+    def check(self) -> ModelSpec:
         if self.arch not in ARCHITECTURES:
             raise EdgeAgeError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHITECTURES)}")
         if self.head not in HEADS:
@@ -120,5 +120,6 @@ def reference_model(kind: str = "float") -> Path:
     """The bundled reference model: ``float`` (``model.keras``) or ``qat`` (``qat.h5``)."""
     path = REFERENCE_DIR / {"float": "model.keras", "qat": "qat.h5"}[kind]
     if not path.is_file():
-        raise EdgeAgeError(f"the bundled reference model {path.name} is missing from {REFERENCE_DIR}: run 'make reference'")
+        raise EdgeAgeError(f"the bundled reference model {path.name} is missing from {REFERENCE_DIR}: run 'make "
+                           "reference'")
     return path

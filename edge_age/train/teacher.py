@@ -16,19 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.train.models import custom_objects
-from edge_age.data.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_targets
 from converters.tf_setup import keras, tensorflow
+from edge_age.data.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_targets
+from edge_age.train.models import custom_objects
 from firmware_host import atomic
-from firmware_host.jsonio import write_json
 from firmware_host.contract import split_outputs
 from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
 
 log = logging.getLogger(__name__)
 
 
 def build_teacher(members: list, input_size: int, *, mirror: bool = True):
-    """One Keras model averaging ``members`` (float two-head models), over the face and its mirror image if ``mirror``."""
+    """One Keras model averaging ``members`` (float two-head models), over the face and its mirror image if
+    ``mirror``."""
     k = keras()
     layers = custom_objects()
     image = k.Input((input_size, input_size, 3), name="image")
@@ -50,8 +51,8 @@ def build_teacher(members: list, input_size: int, *, mirror: bool = True):
 
 def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Age distributions (softmax of the age output) and P(female) for uint8 RGB faces."""
-    from firmware_host.progress import track
     from firmware_host.preprocess import normalize
+    from firmware_host.progress import track
     tf = tensorflow()
     ages, females = [], []
     for start in track(range(0, len(images), batch), "teacher", total=-(-len(images) // batch)):
@@ -65,9 +66,9 @@ def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.nda
 def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> dict:
     """Write ``teacher.keras`` (members averaged over the mirror image) and ``soft_targets.npz`` into ``out``."""
     from edge_age.data.split import read_split
-    from firmware_host.paths import file_sha256
     from edge_age.train.loop import split_arrays
     from edge_age.train.model_io import load_model, save_model
+    from firmware_host.paths import file_sha256
     if not members:
         raise EdgeAgeError("the teacher needs at least one member model")
     out = atomic.writable_dir(out)
