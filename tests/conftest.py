@@ -1,4 +1,5 @@
-"""Shared fixtures: real data from ../shared, an isolated image cache, CLI runs in a subprocess."""
+"""Shared fixtures: real data from ../shared (integration tests only), an isolated image cache, CLI runs in a
+subprocess."""
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ os.environ.pop("EDGE_AGE_DATA", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-if not UTK64.is_dir():
-    pytest.exit(f"the shared data folder {UTK64} is missing: tests need ../shared beside the project", returncode=3)
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_finish(session):
+    """The integration tests need ../shared: stop at once without it (the unit tier in tests/unit does not)."""
+    if not UTK64.is_dir() and any(UNIT not in Path(item.path).parents for item in session.items):
+        pytest.exit(f"the shared data folder {UTK64} is missing: tests need ../shared beside the project", returncode=3)
 
 
 def sample_names(folder: Path, n: int, extra: tuple[str, ...] = ()) -> list[str]:

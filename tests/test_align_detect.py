@@ -9,7 +9,6 @@ import pytest
 
 from edge_age.data.scenes import make_photos
 from firmware_host.align import CHIP_BOX, CHIP_LANDMARKS, chip_transform, crop
-from firmware_host.blazeface import anchors
 from firmware_host.detectors import YuNetDetector, find_model, make_detector
 from firmware_host.errors import EdgeAgeError
 from firmware_host.tracking import iou
@@ -96,12 +95,6 @@ def test_detector_finds_the_pasted_faces(name, photos):
             if name != "haar":
                 assert {"right_eye", "left_eye", "nose"} <= set(f.landmarks)
     assert hits >= 10, f"{name} found {hits} of {len(rows)} faces"
-
-
-def test_blazeface_anchor_grid():
-    a = anchors()
-    assert a.shape == (896, 2) and a.min() > 0 and a.max() < 1
-    assert np.allclose(a[0], [1 / 32, 1 / 32]) and np.allclose(a[512], [1 / 16, 1 / 16])
 
 
 def test_auto_prefers_yunet_then_blazeface(monkeypatch, tmp_path):

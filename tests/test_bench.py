@@ -68,13 +68,6 @@ def bench_run(converted, onnx_model, faces, split, tmp_path_factory):
     return out, proc, json.loads((out / "bench.json").read_text())
 
 
-def test_pareto_front_on_hand_made_points():
-    points = [(1.0, 5.0), (2.0, 4.0), (2.0, 4.5), (3.0, 4.0), (0.5, 9.0), (4.0, 3.0), (5.0, 3.0), (1.0, 5.0)]
-    assert pareto_front(points) == [True, True, False, False, True, True, False, True]
-    assert pareto_front([(1.0, 1.0)]) == [True]
-    assert pareto_front([]) == []
-
-
 def test_bench_json_follows_the_schema(bench_run, split):
     _, _, bench = bench_run
     validate(bench)
