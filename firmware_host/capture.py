@@ -19,8 +19,8 @@ import numpy as np
 
 from firmware_host import images
 from firmware_host.errors import EdgeAgeError
+from firmware_host.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsp:/", "http://", "https://", "rtmp://", "udp://", "tcp://")
 PICAMERA = ("picamera", "picamera2", "libcamera")
 

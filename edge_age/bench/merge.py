@@ -126,7 +126,7 @@ def _write_merged(paths: list[Path], benches: list[dict], out: Path) -> str:
                                               "Accuracy against latency on each device"))
         curves = {short[m]: acc["error_by_age"] for m, acc in accuracy.items() if acc}
         if curves:
-            plots.append(bench_plots.error_by_age(curves, out / "error_by_age.png"))
+            plots.append(bench_plots.error_by_age_lines(curves, out / "error_by_age.png"))
         sections.append(Section("Plots", "", plots=plots))
     else:
         sections.append(Section("Plots", NO_PLOTS))

@@ -11,6 +11,7 @@ import typer
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import to_json, write_json
+from firmware_host.paths import data_root
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
@@ -123,12 +124,10 @@ def data_calibration(
 
 
 def _chips(data: Path | None, count: int | None, seed: int, split: Path | None, subset: str):
-    import os
-
     from edge_age.data.scenes import read_chips
     from edge_age.data.split import read_split
 
-    folder = data or (Path(os.environ["EDGE_AGE_DATA"]) if os.environ.get("EDGE_AGE_DATA") else None)
+    folder = data_root(data)
     if folder is None:
         raise EdgeAgeError("give a folder of face chips (or set EDGE_AGE_DATA)")
     names = None
@@ -291,8 +290,6 @@ def evaluate(
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
-    import os
-
     from edge_age.eval.evaluation import evaluate_file
     from edge_age.members import resolve_tflite
 
@@ -317,7 +314,7 @@ def evaluate(
         selection = (f"side {subset} of {split}" if split else
                      f"largest face found by {finder.name} in each photo of {labels}" if finder else
                      f"listed in {labels}" if labels else "every file name with readable labels")
-        source = str(data or os.environ.get("EDGE_AGE_DATA"))
+        source = str(data_root(data))
         page = write_page(out, Evaluated(result, pred_age, pred_gender, faces, source, selection,
                                          photos=data if finder else None))
         typer.echo(f"wrote {page}, report.md and the plots")
@@ -361,8 +358,6 @@ def convert(
 ) -> None:
     """Convert to TFLite (float32, float16, dynamic, int8, int8-qat, edgetpu; int16x8, int8-mixed on request),
     validate each file, report per-layer quantization error."""
-    import os
-
     from converters.targets import TARGETS
     from edge_age.conversion import convert as run_convert
     from edge_age.members import is_member_name, member, resolve_keras
@@ -371,7 +366,7 @@ def convert(
     if model is not None and is_member_name(model):
         qat = qat or member(model).keras("qat")
     model = resolve_keras(model)
-    data = data or (Path(os.environ["EDGE_AGE_DATA"]) if os.environ.get("EDGE_AGE_DATA") else None)
+    data = data_root(data)
     if calib_draw not in ("stratified", "random"):
         raise EdgeAgeError(f"--calib-draw must be stratified or random, not {calib_draw!r}")
     names = list(TARGETS) if targets.strip() == "all" else [t.strip() for t in targets.split(",") if t.strip()]

@@ -248,7 +248,7 @@ def bench_sections(bench: dict, out: Path) -> list[Section]:
         plots.append(bench_plots.latency_spread({label(m, names, several): m.row["samples_ms"] for m in found},
                                                 out / "latency.png"))
     if accuracy:
-        plots.append(bench_plots.error_by_age({k: a["error_by_age"] for k, a in accuracy.items()},
+        plots.append(bench_plots.error_by_age_lines({k: a["error_by_age"] for k, a in accuracy.items()},
                                               out / "error_by_age.png"))
     return sections + [Section("Plots", "", plots=plots)]
 

@@ -57,7 +57,7 @@ def latency_spread(samples: dict[str, list[float]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def error_by_age(curves: dict[str, dict], path: Path) -> Path:
+def error_by_age_lines(curves: dict[str, dict], path: Path) -> Path:
     """Mean absolute error by true age, one line per model (bins from ``metrics.error_by_age``)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))

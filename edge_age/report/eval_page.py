@@ -65,7 +65,7 @@ def _parts(ev: Evaluated, folder: Path) -> list[Section]:
     parts.append(Section("Predicted against true age", "One dot per face; the line is a perfect prediction.",
                       plots=[plots.predicted_vs_true(ev.pred_age, faces.ages, folder / "predicted_vs_true.png")],
                          id="predicted"))
-    errors = [plots.error_by_age(ev.pred_age, faces.ages, folder / "error_by_age.png")]
+    errors = [plots.error_by_age_bars(ev.pred_age, faces.ages, folder / "error_by_age.png")]
     if r["breakdown"].get("gender") or r["breakdown"].get("race"):
         errors.append(eval_plots.error_by_group(r["breakdown"], folder / "error_by_group.png"))
     parts.append(Section("Error by age, gender and race", "Mean absolute error of the age; the tables below "

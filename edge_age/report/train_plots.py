@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.eval.metrics import error_by_age as age_error_bins
+from edge_age.eval.metrics import error_by_age
 from edge_age.report.page import pyplot, save_figure
 from firmware_host.csvio import read_rows
 
@@ -20,9 +20,10 @@ def predicted_vs_true(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def error_by_age(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
+def error_by_age_bars(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:
+    """Mean absolute error by true age of one model, as bars (bins from ``metrics.error_by_age``)."""
     plt = pyplot()
-    bins = age_error_bins(pred, true)
+    bins = error_by_age(pred, true)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar(np.array(bins["age_from"]) + bins["width"] / 2, bins["mae"], width=bins["width"] * 0.9, color="#4477aa")
     ax.set(xlabel="true age (5-year bins)", ylabel="mean absolute error (years)", title="Error by age")
