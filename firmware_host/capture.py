@@ -6,6 +6,7 @@ ends. Live sources (cameras, streams) are reopened with back-off when they drop 
 """
 from __future__ import annotations
 
+import logging
 import queue
 import sys
 import threading
@@ -20,9 +21,12 @@ import numpy as np
 from firmware_host import images
 from firmware_host.errors import EdgeAgeError
 from firmware_host.images import IMAGE_SUFFIXES
+from firmware_host.logs import STATUS
 
 STREAM_PREFIXES = ("rtsp://", "rtsp:/", "http://", "https://", "rtmp://", "udp://", "tcp://")
 PICAMERA = ("picamera", "picamera2", "libcamera")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -124,7 +128,7 @@ class VideoSource:
                             rewound_at = index
                             continue
                         return
-                    print(f"edge-age: {self.description} stopped delivering frames; reopening", file=sys.stderr)
+                    log.info("edge-age: %s stopped delivering frames; reopening", self.description, extra=STATUS)
                     if not self._reopen():
                         raise EdgeAgeError(f"{self.description} disappeared: reopening it failed "
                                            f"{self.retries} times")

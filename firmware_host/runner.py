@@ -6,8 +6,8 @@ Ctrl-C, SIGTERM (systemd) or an error.
 """
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import time
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.faces import predict_faces
 from firmware_host.finder import FaceFinder, check_every
 from firmware_host.jsonio import write_json
+from firmware_host.logs import STATUS
 from firmware_host.outputs import FrameOutputs
 from firmware_host.predictor import AgeGenderModel
 from firmware_host.reduced import check_size
@@ -28,6 +29,7 @@ from firmware_host.tracking import IouTracker
 from firmware_host.windows import Windows, check_seconds, drift, frame_summary
 
 REPORT_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,7 +130,7 @@ class Run:
             from firmware_host.mjpeg import MjpegServer
             server = MjpegServer(options.serve)
             self.images.append(server)
-            print(f"edge-age: watching on {server.url}", file=sys.stderr)
+            log.info("edge-age: watching on %s", server.url, extra=STATUS)
         if options.show:
             from firmware_host.sinks import WindowSink
             self.images.append(WindowSink())

@@ -10,6 +10,7 @@ import typer
 
 from edge_age.cli import bench, convert, data, device, evaluate, train
 from firmware_host.errors import EdgeAgeError
+from firmware_host.logs import to_terminal
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Face age and gender estimation from training to small devices.")
@@ -43,16 +44,11 @@ app.command()(bench.report)
 
 def main() -> None:
     """Entry point: user errors (and any failed file operation, such as a full disk) become one line on
-    stderr and exit code 2; warnings of the library's loggers show as ``edge-age: warning: ...``."""
-    import logging
-
+    stderr and exit code 2; warnings of the library's loggers show as ``edge-age: warning: ...``, its status
+    lines as they are."""
     from firmware_host.errors import user_message
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("edge-age: warning: %(message)s"))
-    for name in ("edge_age", "firmware_host"):
-        logging.getLogger(name).addHandler(handler)
-        logging.getLogger(name).setLevel(logging.WARNING)
+    to_terminal()
     try:
         app()
     except (EdgeAgeError, OSError) as exc:

@@ -8,6 +8,7 @@ an unfinished phase so that ``--resume`` continues from the last finished epoch.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import time
@@ -28,7 +29,10 @@ from firmware_host import atomic
 from firmware_host.contract import head_of, output_key
 from firmware_host.errors import EdgeAgeError
 from firmware_host.jsonio import write_json
+from firmware_host.logs import STATUS
 from firmware_host.paths import file_sha256
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -245,7 +249,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     metrics: dict = {}
     strategy = _strategy(config.strategy)
     metrics["replicas"] = int(strategy.num_replicas_in_sync)
-    print(f"strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s)", file=sys.stderr)
+    log.info("strategy %s: %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync, extra=STATUS)
     with strategy.scope():
         model = build_model(config.spec, None if resume else config.weights)
     write_json(run / "config.json", config.to_dict())
