@@ -1,4 +1,4 @@
-# Two commands do all the set-up:  make run  (main job, embedded defaults)  and  make test.
+# Two commands do all the set-up:  make run  (main job, embedded defaults)  and  make test  (make unit: the fast tier).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference family family-raw device-figures pipeline-figures quant-figures soak
+.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -21,8 +21,16 @@ run: setup
 	$(BIN)/edge-age data split --out runs/split.csv
 	$(BIN)/edge-age convert --split runs/split.csv --out runs/convert
 
+# Both tiers: tests/unit (seconds, no ../shared) and the integration tests on real data (../shared).
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tier alone: names, split rules, metrics, Pareto, tracking, decoding, Edge TPU rules, sidecars (under a minute).
+unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: setup
+	$(BIN)/ruff check .
 
 # Reproduce the bundled reference model (float + QAT) on EDGE_AGE_DATA and copy it into the package.
 reference: setup
