@@ -70,7 +70,7 @@ class VideoSource:
     """OpenCV ``VideoCapture`` on a camera index, a file or a stream URL; live ones reopen with back-off."""
 
     def __init__(self, target: int | str, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, retries: int = 5, backoff_s: float = 0.5, *, loop: bool = False):
+                 fps: float | None = None, *, retries: int = 5, backoff_s: float = 0.5, loop: bool = False):
         self.target, self.live = target, isinstance(target, int) or str(target).startswith(STREAM_PREFIXES)
         if loop and self.live:
             raise EdgeAgeError(f"--loop rewinds video files; {target} is a camera or a stream")

@@ -130,6 +130,27 @@ def test_imports_follow_the_layers():
     assert violations(*graph()) == []
 
 
+MAX_POSITIONAL = 5  # beyond about four parameters, the rest are keyword-only (``self`` and CLI commands aside)
+
+
+def long_positional_signatures(root: Path = ROOT) -> list[str]:
+    """Functions of the three packages that take more than MAX_POSITIONAL positional parameters."""
+    found = []
+    for module, path in modules(root).items():
+        if module.startswith("edge_age.cli"):
+            continue  # typer maps every parameter of a command to an option
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                if len(names) > MAX_POSITIONAL:
+                    found.append(f"{module}.{node.name}({', '.join(names)})")
+    return found
+
+
+def test_long_signatures_are_keyword_only():
+    assert long_positional_signatures() == []
+
+
 def test_the_reader_sees_imports_inside_functions_and_cycles(tmp_path):
     for package in PACKAGES:
         (tmp_path / package).mkdir()

@@ -115,7 +115,8 @@ class FaceSource:
         """The faces at ``size`` pixels; with ``limit``, that many spread evenly over them."""
         from edge_age.eval.evaluation import labelled_faces
         if size not in self._by_size:
-            faces = labelled_faces(self.data, size, self.split, self.subset, self.labels, self.skip_bad_labels)
+            faces = labelled_faces(self.data, size, self.split, self.subset, labels=self.labels,
+                                   skip_bad_labels=self.skip_bad_labels)
             if self.limit and self.limit < len(faces.files):
                 faces = faces.subset(np.unique(np.linspace(0, len(faces.files) - 1, self.limit).round().astype(int)))
             self._by_size[size] = faces
@@ -132,7 +133,7 @@ def _now() -> str:
 
 
 def new_bench(models: list[BenchModel], delegates: list[str], threads: list[int], timing: Timing,
-              faces: FaceSource | None, name: str | None) -> dict:
+              *, faces: FaceSource | None, name: str | None) -> dict:
     """The bench record before any measurement: schema, device, settings and models."""
     device = system_info.describe()
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": "running", "error": None,
@@ -149,7 +150,7 @@ def _reasons(bench: dict) -> str:
     return "; ".join(f"{s['model']} on {s['delegate']}: {s['reason']}" for s in bench["skipped"])
 
 
-def _finish(bench: dict, status: str, out: Path, start: float, thermal: system_info.ThermalLog,
+def _finish(bench: dict, status: str, out: Path, start: float, *, thermal: system_info.ThermalLog,
             error: str | None = None) -> None:
     bench.update(status=status, error=error, finished=_now(), seconds=round(time.perf_counter() - start, 1),
                  thermal=thermal.stop())
@@ -261,7 +262,7 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
         load_delegate(delegate, library, device)
     for size in dict.fromkeys(m.input_size for m in models if faces and m.input_size):
         faces.load(size)  # and so does a bad data set or split
-    bench = new_bench(models, delegates, threads, timing, faces, name)
+    bench = new_bench(models, delegates, threads, timing, faces=faces, name=name)
     bench["settings"]["rounds"] = rounds
     groups = []
     for model in models:
@@ -284,13 +285,13 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
                 for model, delegate in groups:
                     loop.group(model, delegate, bar, task, first=r == 0)
     except KeyboardInterrupt:
-        _finish(bench, "interrupted", out, start, thermal)
+        _finish(bench, "interrupted", out, start, thermal=thermal)
         raise
     except EdgeAgeError as exc:
-        _finish(bench, "failed", out, start, thermal, str(exc))
+        _finish(bench, "failed", out, start, thermal=thermal, error=str(exc))
         raise
     if not bench["latency"]:
-        _finish(bench, "failed", out, start, thermal, "no model could be measured")
+        _finish(bench, "failed", out, start, thermal=thermal, error="no model could be measured")
         raise EdgeAgeError(f"no model could be measured: {_reasons(bench)}")
-    _finish(bench, "complete", out, start, thermal)
+    _finish(bench, "complete", out, start, thermal=thermal)
     return bench

@@ -150,7 +150,8 @@ def data_video(
     """A test video of moving faces, with the true box of every face in every frame (<video>.truth.json)."""
     from edge_age.data.scenes import make_video
 
-    path = make_video(_chips(data, faces, seed, split, subset), out, frames, fps, (width, height), seed, churn)
+    path = make_video(_chips(data, faces, seed, split, subset), out, frames, fps, size=(width, height), seed=seed,
+                      churn=churn)
     typer.echo(f"wrote {path} and {path.with_suffix('.truth.json')}")
 
 

@@ -107,7 +107,7 @@ def predict(
     truth = read_labels(labels, skip_bad_labels) if labels else None
     age_model = AgeGenderModel(resolve_tflite(model), delegate, threads, delegate_library, device)
     finder = make_detector(detector, detector_model, threads, detect_size=detect_size)
-    rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face,
+    rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face=min_face,
                                              progress=lambda items, total: track(items, "predicting", total))
     write_rows(rows, out)
     found = {r["file"] for r in rows if r["face"] >= 0}

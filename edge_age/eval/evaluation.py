@@ -79,7 +79,7 @@ def model_input_size(path: Path) -> int:
 
 
 def labelled_faces(data, size: int, split: Path | None = None, subset: str = "test",
-                   labels: Path | None = None, skip_bad_labels: bool = False) -> Labelled:
+                   *, labels: Path | None = None, skip_bad_labels: bool = False) -> Labelled:
     """Faces with labels from a split side, a labels CSV, or every readable file name of ``data``.
 
     Labelled files that do not decode are left out and listed (a warning says how many)."""
@@ -108,7 +108,7 @@ def labelled_faces(data, size: int, split: Path | None = None, subset: str = "te
                     np.array([r[3] for r in rows]), [r[0] for r in rows], unreadable, bad)
 
 
-def detected_faces(data: Path, size: int, labels: Path, detector, resolution: int | None = None,
+def detected_faces(data: Path, size: int, labels: Path, detector, *, resolution: int | None = None,
                    skip_bad_labels: bool = False) -> tuple[Labelled, list[str]]:
     """Chips found by ``detector`` (largest face per photo, aligned) in the labelled raw photos of ``data``;
     also the photos where no face was found (left out of the scores)."""
@@ -206,8 +206,9 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
     def faces_at(size: int) -> Labelled:
         nonlocal missed
         if detector is None:
-            return labelled_faces(data, size, split, subset, labels, skip_bad_labels)
-        faces, missed = detected_faces(data, size, labels, detector, resolution, skip_bad_labels)
+            return labelled_faces(data, size, split, subset, labels=labels, skip_bad_labels=skip_bad_labels)
+        faces, missed = detected_faces(data, size, labels, detector, resolution=resolution,
+                                       skip_bad_labels=skip_bad_labels)
         return faces
 
     if model.suffix == ".tflite":

@@ -274,6 +274,6 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     metrics["split_sha256"] = file_sha256(split_path)
     write_json(run / "metrics.json", metrics)
     training_curves(run)
-    write_model_card(run, config, metrics, data, split_path, fingerprint)
+    write_model_card(run, config, metrics, data, split_path=split_path, fingerprint=fingerprint)
     shutil.rmtree(run / "backup", ignore_errors=True)
     return metrics

@@ -40,7 +40,7 @@ def _breakdown_rows(m: dict) -> list[list]:
     return rows
 
 
-def write_model_card(run: Path, config, metrics: dict, data, split_path: Path, fingerprint: str) -> Path:
+def write_model_card(run: Path, config, metrics: dict, data, *, split_path: Path, fingerprint: str) -> Path:
     """Write ``run/MODEL_CARD.md`` from the run's config and metrics."""
     spec = config.spec
     best = metrics.get("qat") or metrics["float"]
