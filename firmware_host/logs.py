@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 STATUS = {"status": True}
-ROOTS = ("edge_age", "firmware_host")
+ROOTS = ("edge_age", "converters", "firmware_host")
 
 
 def is_status(record: logging.LogRecord) -> bool:
