@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,16 +20,54 @@ from firmware_host.errors import EdgeAgeError
 from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.quiet import native_quiet
 
-DELEGATES = ("cpu", "gpu", "edgetpu")
 GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
 GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 EDGETPU_OP = b"edgetpu-custom-op"
-_INSTALL = {
-    "gpu": f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass --delegate-library or set "
-           f"{GPU_LIBRARY_ENV}",
-    "edgetpu": "install the Edge TPU runtime: sudo apt install libedgetpu1-std (Coral's apt repository)",
+
+
+def _gpu_library() -> str:
+    return os.environ.get(GPU_LIBRARY_ENV) or GPU_LIBRARY
+
+
+def _edgetpu_library() -> str:
+    return EDGETPU_LIBRARY.get(platform.system(), EDGETPU_LIBRARY["Linux"])
+
+
+def _edgetpu_options(device: str | None) -> dict:
+    return {"device": device} if device else {}
+
+
+@dataclass(frozen=True)
+class DelegateSpec:
+    """One row of the delegate table: where its library is looked for, how to install it, what stops it."""
+
+    name: str
+    library: Callable[[], str] | None  # the library's default path or name (None: LiteRT's own XNNPACK)
+    install: str = ""                  # the hint when the library cannot be loaded ({option}: the CLI flag)
+    no_device: str = ""                # the message when the library loads but no device answers ({path}, {at})
+    options: Callable[[str | None], dict] = lambda device: {}
+
+
+DELEGATE_TABLE = {
+    "cpu": DelegateSpec("cpu", None),
+    "gpu": DelegateSpec(
+        "gpu", _gpu_library,
+        install=f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass {{}} or set {GPU_LIBRARY_ENV}",
+        no_device="the GPU delegate in {path} could not start: no usable OpenCL/OpenGL ES GPU"),
+    "edgetpu": DelegateSpec(
+        "edgetpu", _edgetpu_library,
+        install="install the Edge TPU runtime: sudo apt install libedgetpu1-std (Coral's apt repository)",
+        no_device="no Edge TPU found{at}: plug in the Coral accelerator (USB 3 port) or check the PCIe driver "
+                  "(ls /dev/apex_0)",
+        options=_edgetpu_options),
 }
+DELEGATES = tuple(DELEGATE_TABLE)
+
+
+def _braces(value) -> str:
+    """``value`` as text safe inside a message with a hint (its braces doubled)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
 
 
 def _litert():
@@ -43,36 +82,26 @@ def _litert():
     return interpreter
 
 
-def _library(delegate: str, library: str | None) -> str:
-    if library:
-        return library
-    if delegate == "gpu":
-        return os.environ.get(GPU_LIBRARY_ENV) or GPU_LIBRARY
-    return EDGETPU_LIBRARY.get(platform.system(), EDGETPU_LIBRARY["Linux"])
-
-
 def load_delegate(delegate: str, library: str | None = None, device: str | None = None):
     """The LiteRT delegate object for ``gpu`` or ``edgetpu`` (``None`` for ``cpu``), or a one-line error."""
     if delegate not in DELEGATES:
         raise EdgeAgeError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
-    if delegate == "cpu":
+    spec = DELEGATE_TABLE[delegate]
+    if spec.library is None:
         return None
-    path = _library(delegate, library)
+    path = library or spec.library()
     try:  # checked first: a failed load_delegate leaves a noisy half-made object behind
         library_handle = ctypes.CDLL(path)
     except OSError:
-        raise EdgeAgeError(f"{delegate} delegate library {path} cannot be loaded: {_INSTALL[delegate]}") from None
+        raise EdgeAgeError(f"{delegate} delegate library {_braces(path)} cannot be loaded: {spec.install}",
+                           option="--delegate-library", parameter="a library path") from None
     if not all(hasattr(library_handle, f"tflite_plugin_{verb}_delegate") for verb in ("create", "destroy")):
         raise EdgeAgeError(f"{path} is not a {delegate} delegate library: it has no LiteRT delegate entry points "
                            "(tflite_plugin_create_delegate)")
-    options = {"device": device} if delegate == "edgetpu" and device else {}
     try:
-        return _litert().load_delegate(path, options)
+        return _litert().load_delegate(path, spec.options(device))
     except (ValueError, RuntimeError, OSError):
-        if delegate == "edgetpu":
-            raise EdgeAgeError(f"no Edge TPU found{' at ' + device if device else ''}: plug in the Coral "
-                               "accelerator (USB 3 port) or check the PCIe driver (ls /dev/apex_0)") from None
-        raise EdgeAgeError(f"the GPU delegate in {path} could not start: no usable OpenCL/OpenGL ES GPU") from None
+        raise EdgeAgeError(spec.no_device.format(path=path, at=" at " + device if device else "")) from None
 
 
 def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str = "cpu",
