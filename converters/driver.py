@@ -221,7 +221,7 @@ class _Run:
             info = model_info(path, name, source_path, toolkit_version=self.toolkit_version)
             details.update(_describe(path))
         except EdgeAgeError as exc:
-            return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc}", details)
+            return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc.for_cli()}", details)
         if self.inputs.resolution:  # the runtime crops faces at this resolution first, as the training chips were
             info.extra["chip_resolution"] = self.inputs.resolution
         if options:

@@ -225,7 +225,7 @@ class Run:
         try:
             write_json(self.out / "run_report.json", report)
         except EdgeAgeError as exc:
-            error = error or str(exc)
+            error = error or exc.for_cli()
         return report, error
 
 

@@ -56,8 +56,8 @@ def _child(send, job, args) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         result = ("ok", job(*args))
-    except EdgeAgeError as exc:
-        result = ("error", str(exc))
+    except EdgeAgeError as exc:  # worded as the user reads it (a hint as a flag): it goes into bench.json
+        result = ("error", exc.for_cli())
     except Exception as exc:  # noqa: BLE001 - reported to the parent as this measurement's failure
         result = ("error", f"{type(exc).__name__}: {exc}")
     send.send(result)

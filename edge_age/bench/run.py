@@ -210,7 +210,7 @@ class BenchLoop:
             age, gender = run_isolated(predict_job, model.kind, model.job_model, self.options(delegate),
                                        max(self.threads), faces.images)
         except EdgeAgeError as exc:
-            self.skip(model, delegate, f"accuracy: {exc}")
+            self.skip(model, delegate, f"accuracy: {exc.for_cli()}")
             return
         entry["accuracy"][delegate] = {**score(age, gender, faces), "error_by_age": error_by_age(age, faces.ages)}
         self.bench["settings"].update(faces_count=len(faces.files), faces_skipped=faces.skipped())
@@ -229,7 +229,7 @@ class BenchLoop:
             try:
                 self.latency(model, delegate, threads)
             except EdgeAgeError as exc:
-                self.skip(model, delegate, str(exc))
+                self.skip(model, delegate, exc.for_cli())
                 bar.advance(task, left)
                 return
             bar.advance(task)
@@ -288,7 +288,7 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
         _finish(bench, "interrupted", out, start, thermal=thermal)
         raise
     except EdgeAgeError as exc:
-        _finish(bench, "failed", out, start, thermal=thermal, error=str(exc))
+        _finish(bench, "failed", out, start, thermal=thermal, error=exc.for_cli())
         raise
     if not bench["latency"]:
         _finish(bench, "failed", out, start, thermal=thermal, error="no model could be measured")
