@@ -29,7 +29,7 @@ from edge_age.data.split import Row, read_split
 from edge_age.train.model_io import read_device_facts
 from edge_age.train.models import reference_model
 from firmware_host import atomic
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def calibration_rows(split: Path | None, n: int, stratified: bool = True, seed: 
     if split:
         return choose(read_split(split), n, seed=seed, stratified=stratified)
     if not stratified:
-        raise EdgeAgeError("a random calibration draw needs --split (the committed manifest is stratified)")
+        raise EdgeAgeError("a random calibration draw needs {} (the committed manifest is stratified)",
+                           option="--split", parameter="a split")
     return read_manifest(DEFAULT_MANIFEST)[:n]
 
 
@@ -88,8 +89,8 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     check_outputs(models["float"], float_path)
     needs_qat = [n for n in names if TARGETS[n].source == "qat"]
     if needs_qat and qat_path is None:
-        raise EdgeAgeError(f"targets {', '.join(needs_qat)} need the QAT twin of {float_path}: pass --qat "
-                           f"or put qat.h5 beside it")
+        raise EdgeAgeError(f"targets {', '.join(needs_qat)} need the QAT twin of {literal(float_path)}: pass {{}} "
+                           f"or put qat.h5 beside it", option="--qat", parameter="qat")
     if needs_qat:
         models["qat"] = load_model(qat_path)
         check_outputs(models["qat"], qat_path)
@@ -106,7 +107,8 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     else:
         validation = calibration
     if validation is not None and debug_images is not None and debug_images > len(validation.ages):
-        raise EdgeAgeError(f"--debug-images {debug_images} is more than the {len(validation.ages)} validation faces")
+        raise EdgeAgeError(f"{{}} {debug_images} is more than the {len(validation.ages)} validation faces",
+                           option="--debug-images", parameter="debug_images")
     keras_preds, keras_metrics = {}, {}
     if validation is not None:
         for kind, m in models.items():

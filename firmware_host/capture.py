@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from firmware_host import images
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.images import IMAGE_SUFFIXES
 from firmware_host.logs import STATUS
 
@@ -73,7 +73,8 @@ class VideoSource:
                  fps: float | None = None, *, retries: int = 5, backoff_s: float = 0.5, loop: bool = False):
         self.target, self.live = target, isinstance(target, int) or str(target).startswith(STREAM_PREFIXES)
         if loop and self.live:
-            raise EdgeAgeError(f"--loop rewinds video files; {target} is a camera or a stream")
+            raise EdgeAgeError(f"{{}} rewinds video files; {literal(target)} is a camera or a stream",
+                               option="--loop", parameter="loop=True")
         self.loop, self.loops = loop, 0
         self.settings = {cv2.CAP_PROP_FRAME_WIDTH: width, cv2.CAP_PROP_FRAME_HEIGHT: height, cv2.CAP_PROP_FPS: fps}
         self.retries, self.backoff_s = retries, backoff_s
@@ -179,14 +180,16 @@ def open_source(spec: str, width: int | None = None, height: int | None = None, 
         return VideoSource(int(spec), width, height, fps, loop=loop)
     if spec.lower() in PICAMERA or spec.startswith(STREAM_PREFIXES):
         if loop:
-            raise EdgeAgeError(f"--loop rewinds video files; {spec} is a camera or a stream")
+            raise EdgeAgeError(f"{{}} rewinds video files; {literal(spec)} is a camera or a stream", option="--loop",
+                               parameter="loop=True")
         return PiCameraSource(width, height, fps) if spec.lower() in PICAMERA else VideoSource(spec, width, height, fps)
     path = Path(spec)
     if not path.exists():
         raise EdgeAgeError(f"source {spec} is not a camera index, a stream URL or an existing file or folder")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         if loop:
-            raise EdgeAgeError(f"--loop rewinds video files; {spec} is an image or a folder")
+            raise EdgeAgeError(f"{{}} rewinds video files; {literal(spec)} is an image or a folder", option="--loop",
+                               parameter="loop=True")
         return ImageSource(path)
     return VideoSource(str(path), loop=loop)
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from firmware_host.detection import Face
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.paths import cache_root
 
 YUNET_ENV = "EDGE_AGE_YUNET"
@@ -163,7 +163,7 @@ def make_detector(name: str = "auto", model: str | os.PathLike | None = None, th
         if path is not None:
             return DETECTOR_TABLE[candidate].factory(path, threads)
         if name != "auto":
-            install = DETECTOR_TABLE[candidate].install.format(cache=str(CACHE).replace("{", "{{").replace("}", "}}"))
+            install = DETECTOR_TABLE[candidate].install.format(cache=literal(CACHE))
             raise EdgeAgeError(f"no {candidate} model found: pass {{}}, {install}", option="--detector-model",
                                parameter="a model path")
     return _haar(None, threads)

@@ -29,6 +29,12 @@ class EdgeAgeError(Exception):
         return self.worded(self.option)
 
 
+def literal(value) -> str:
+    """``value`` as text to put inside a message with a hint (its braces doubled, so that naming the setting
+    leaves them as they are)."""
+    return str(value).replace("{", "{{").replace("}", "}}")
+
+
 def user_message(exc: BaseException) -> str:
     """The one line shown for ``exc``: its text (a hint worded as a flag), or for an ``OSError`` what failed, on
     which file."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_host.contract import pick_outputs  # noqa: F401  (the model-output contract, used with invoke)
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.quiet import native_quiet
 
@@ -65,11 +65,6 @@ DELEGATE_TABLE = {
 DELEGATES = tuple(DELEGATE_TABLE)
 
 
-def _braces(value) -> str:
-    """``value`` as text safe inside a message with a hint (its braces doubled)."""
-    return str(value).replace("{", "{{").replace("}", "}}")
-
-
 def _litert():
     """The interpreter module: ai-edge-litert, else tflite-runtime."""
     try:
@@ -93,7 +88,7 @@ def load_delegate(delegate: str, library: str | None = None, device: str | None 
     try:  # checked first: a failed load_delegate leaves a noisy half-made object behind
         library_handle = ctypes.CDLL(path)
     except OSError:
-        raise EdgeAgeError(f"{delegate} delegate library {_braces(path)} cannot be loaded: {spec.install}",
+        raise EdgeAgeError(f"{delegate} delegate library {literal(path)} cannot be loaded: {spec.install}",
                            option="--delegate-library", parameter="a library path") from None
     if not all(hasattr(library_handle, f"tflite_plugin_{verb}_delegate") for verb in ("create", "destroy")):
         raise EdgeAgeError(f"{path} is not a {delegate} delegate library: it has no LiteRT delegate entry points "
@@ -118,7 +113,8 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
     if delegate == "edgetpu" and not compiled:
         raise EdgeAgeError(f"{path} is not compiled for the Edge TPU: run edgetpu_compiler on it first")
     if compiled and delegate != "edgetpu":
-        raise EdgeAgeError(f"{path} is compiled for the Edge TPU and runs only with --delegate edgetpu")
+        raise EdgeAgeError(f"{literal(path)} is compiled for the Edge TPU and runs only with {{}}",
+                           option="--delegate edgetpu", parameter="delegate='edgetpu'")
     loaded = load_delegate(delegate, library, device)
     litert = _litert()
     debug = {}

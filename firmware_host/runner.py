@@ -94,11 +94,13 @@ class Run:
         check_seconds(options.duration, "--duration")
         check_seconds(options.window_s, "--window")
         if options.max_fps is not None and options.max_fps <= 0:
-            raise EdgeAgeError(f"--max-fps must be more than 0, not {options.max_fps:g}")
+            raise EdgeAgeError(f"{{}} must be more than 0, not {options.max_fps:g}", option="--max-fps",
+                                   parameter="max_fps")
         if options.show:
             from firmware_host.sinks import display_available
             if not display_available():
-                raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
+                raise EdgeAgeError("{} needs a display (none here): use {} instead",
+                                   option=("--show", "--serve HOST:PORT"), parameter=("show", "serve='HOST:PORT'"))
         self.out = atomic.writable_dir(options.out)
         self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library,
                                     options.device)

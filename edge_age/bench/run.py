@@ -253,7 +253,8 @@ def run_bench(paths: list[Path], out: Path, delegates: list[str], threads: list[
     of ``timing.window_s``, and the temperature and CPU clock are sampled as often, where the OS exposes them.
     """
     if timing.seconds and rounds > 1:
-        raise EdgeAgeError("--duration runs each configuration once, for that long: leave out --rounds")
+        raise EdgeAgeError("{} runs each configuration once, for that long: leave out {}",
+                           option=("--duration", "--rounds"), parameter=("timing.seconds", "rounds"))
     start = time.perf_counter()
     out = atomic.writable_dir(out)
     models = find_models(paths)

@@ -13,7 +13,7 @@ from edge_age.data.names import MAX_AGE
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.contract import ages_from_output, split_outputs
 from firmware_host.csvio import read_table
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.predictor import predict_tflite
 from firmware_host.progress import track
 
@@ -154,11 +154,6 @@ def _label_row(row: dict, seen: dict[str, int]) -> tuple[tuple[str, int, int, in
     return (file, int(age), int(gender) if gender else -1, -1), ""
 
 
-def _braces(value) -> str:
-    """``value`` as text safe inside a message with a hint (its braces doubled)."""
-    return str(value).replace("{", "{{").replace("}", "}}")
-
-
 def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int, int, int]], list[str]]:
     """Rows ``(file, age, gender, -1)`` of a CSV with columns ``file``, ``age`` and optionally ``gender``
     (0 male, 1 female, empty unknown), and the rows skipped as ``line N: reason``.
@@ -173,7 +168,7 @@ def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int
         for raw in reader:
             row, reason = _label_row(raw, seen)
             if row is None and not skip_bad:
-                raise EdgeAgeError(f"labels file {_braces(path)}, line {line}: {_braces(reason)} ({{}} skips and "
+                raise EdgeAgeError(f"labels file {literal(path)}, line {line}: {literal(reason)} ({{}} skips and "
                                    "counts such rows)",
                                   option="--skip-bad-labels", parameter="skip_bad")
             if row is None:

@@ -27,7 +27,7 @@ from edge_age.train.model_io import load_model, quantize, save_model, write_devi
 from edge_age.train.models import ModelSpec, build_model
 from firmware_host import atomic
 from firmware_host.contract import head_of, output_key
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.jsonio import write_json
 from firmware_host.logs import STATUS
 from firmware_host.paths import file_sha256
@@ -216,7 +216,7 @@ def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
             raise EdgeAgeError(f"nothing to resume in {run}: no config.json")
         return TrainConfig.from_dict(json.loads(saved.read_text()))
     if saved.is_file():
-        raise EdgeAgeError(f"{str(run).replace('{', '{{').replace('}', '}}')} already holds a run: pass {{}} to "
+        raise EdgeAgeError(f"{literal(run)} already holds a run: pass {{}} to "
                            f"continue it, or choose another {{}}",
                            option=("--resume", "--out"), parameter=("resume=True", "out"))
     return config
