@@ -15,4 +15,5 @@ def test_without_a_hint_the_message_is_left_alone():
 
 
 def test_an_os_error_names_the_file():
-    assert user_message(FileNotFoundError(2, "No such file or directory", "x.csv")) == "x.csv: No such file or directory"
+    missing = FileNotFoundError(2, "No such file or directory", "x.csv")
+    assert user_message(missing) == "x.csv: No such file or directory"
