@@ -1,4 +1,4 @@
-# Two commands do all the set-up:  make run  (main job, embedded defaults)  and  make test.
+# Two commands do all the set-up:  make run  (main job, embedded defaults)  and  make test  (make unit: the fast tier).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test reference family family-raw device-figures pipeline-figures quant-figures soak
+.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -21,8 +21,16 @@ run: setup
 	$(BIN)/edge-age data split --out runs/split.csv
 	$(BIN)/edge-age convert --split runs/split.csv --out runs/convert
 
+# Both tiers: tests/unit (seconds, no ../shared) and the integration tests on real data (../shared).
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tier alone: names, split rules, metrics, Pareto, tracking, decoding, Edge TPU rules, sidecars (under a minute).
+unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: setup
+	$(BIN)/ruff check .
 
 # Reproduce the bundled reference model (float + QAT) on EDGE_AGE_DATA and copy it into the package.
 reference: setup
@@ -117,7 +125,7 @@ pipeline-figures: setup
 	  $(BIN)/edge-age evaluate $(PIPELINE_MODEL) --data $(PIPELINE_OUT)/raw_test --labels $(PIPELINE_OUT)/raw_test/labels.csv \
 	    --detect --detector $$d --detect-size $$s --json $(PIPELINE_OUT)/raw/$${d}_$$s.json || exit 1; done; done
 	$(BIN)/edge-age bench $(PIPELINE_MODEL) --duration $(BENCH_DURATION) --threads 2 --out $(PIPELINE_OUT)/bench
-	$(BIN)/python -m edge_age.pipeline_figures $(PIPELINE_OUT)
+	$(BIN)/python -m edge_age.report.pipeline_figures $(PIPELINE_OUT)
 
 # The quantization workbench on the default member (s, as `make family` leaves it) and the project's split: every target with its per-layer error
 # (int16x8 validated on INT16X8_FACES faces: its reference kernels take about 40 ms a face), int8-mixed at each of
@@ -147,4 +155,4 @@ quant-figures: setup
 SOAK_SECONDS ?= 3600
 SOAK_FPS ?= 10
 soak: setup
-	$(BIN)/python -m edge_age.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak
+	$(BIN)/python -m edge_age.bench.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak

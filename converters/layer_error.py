@@ -12,7 +12,8 @@ Two methods, and each target's report says which one it used:
   which only builds int8 PTQ models): the quantized file and its float reference run in LiteRT with every
   intermediate tensor kept, and each op's output is compared with the same op's output in the reference. The
   numbers are the error accumulated up to that op. Layers are ranked by the SNR of the error each one adds
-  (``added_snr_db``: its output's relative error power less its worst input's), lowest first. Ops are paired by position among the compute ops (QUANTIZE and DEQUANTIZE left
+  (``added_snr_db``: its output's relative error power less its worst input's), lowest first. Ops are paired by
+  position among the compute ops (QUANTIZE and DEQUANTIZE left
   out) and checked by type and shape: both files come from one Keras graph, and graph outputs lose their layer
   names in conversion, so names alone cannot pair them.
 
@@ -33,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from converters.targets import ptq_converter
-from edge_age.progress import track
-from edge_age.tf_setup import keras, tensorflow
+from converters.tf_setup import keras, tensorflow
 from firmware_host.errors import EdgeAgeError
+from firmware_host.progress import track
 
 DEBUGGER, INTERPRETER = "debugger", "interpreter"
 MAX_SNR_DB = 150.0
@@ -200,7 +201,8 @@ def compare_files(quantized: Path, reference: Path, images: np.ndarray, *, descr
     return rank(layers)
 
 
-def _run(interpreter, pairs: list[tuple[int, int]], images: np.ndarray, description: str, reference=None) -> list[_Sums]:
+def _run(interpreter, pairs: list[tuple[int, int]], images: np.ndarray, description: str,
+         reference=None) -> list[_Sums]:
     """Sums of each (quantized tensor, float tensor) pair over ``images``; the float tensors are read from
     ``reference`` when given (run on the same image), else from the same interpreter."""
     from firmware_host.interpreter import invoke
@@ -297,8 +299,10 @@ class Int8Debugger:
 def _model_interpreter(model: bytes, keep_tensors: bool = False):
     from firmware_host.interpreter import _litert
     litert = _litert()
-    debug = dict(experimental_preserve_all_tensors=True,
-                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
+    debug = {}
+    if keep_tensors:
+        debug = dict(experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     from firmware_host.quiet import native_quiet
     with native_quiet():
         interpreter = litert.Interpreter(model_content=model, **debug)

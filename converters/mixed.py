@@ -11,13 +11,13 @@ float, or after ``MAX_TRIES`` candidates; a budget it cannot meet leaves the bes
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from converters.layer_error import Int8Debugger
-from edge_age.progress import track
+from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 24     # candidates tried at most, worst first

@@ -7,14 +7,18 @@ softmax and expected age are computed on the host, where int8 cannot blur them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Protocol
 
-from edge_age.tf_setup import tensorflow
+from converters.tf_setup import tensorflow
 from firmware_host.errors import EdgeAgeError
 
-if TYPE_CHECKING:
-    from converters.mixed import Search
+
+class Search(Protocol):
+    """What ``int8_mixed`` needs of a search (``converters.mixed.Search``): a run that returns the chosen file."""
+
+    def run(self, model, calibration: Callable[[], Iterable]): ...
 
 
 def _converter(model):

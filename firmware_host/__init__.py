@@ -1,4 +1,6 @@
-"""On-device runtime of edge-age: LiteRT, numpy and OpenCV only, never TensorFlow."""
+"""On-device runtime of edge-age, and the basics every layer shares (errors, atomic writes, JSON and CSV, paths
+and environment, hashing, the model-output contract, logging): LiteRT, numpy and OpenCV only, never TensorFlow or
+matplotlib, and nothing of ``edge_age`` or ``converters``."""
 import os
 
 MAX_IMAGE_PIXELS = 50_000_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 
 CHIP_LANDMARKS = {
     "right_eye": (0.287, 0.293), "left_eye": (0.685, 0.298), "nose": (0.475, 0.508),
@@ -37,7 +37,8 @@ def chip_transform(face: Face, size: int, detector: str = "default") -> np.ndarr
     return np.float32([[scale, 0, size * bx - x * scale], [0, scale, size * by - y * scale]])
 
 
-def crop(image: np.ndarray, face: Face, size: int, detector: str = "default", resolution: int | None = None) -> np.ndarray:
+def crop(image: np.ndarray, face: Face, size: int, detector: str = "default",
+         resolution: int | None = None) -> np.ndarray:
     """An RGB ``size`` x ``size`` chip of ``face`` from a BGR or greyscale image of any size.
 
     A face larger than the chip is warped at its own resolution, then area-averaged down, so a

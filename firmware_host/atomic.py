@@ -13,8 +13,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from firmware_host.errors import EdgeAgeError
 

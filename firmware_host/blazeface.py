@@ -11,7 +11,7 @@ import os
 import cv2
 import numpy as np
 
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import make_interpreter
 from firmware_host.preprocess import normalize

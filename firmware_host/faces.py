@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_host.align import crop
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 from firmware_host.predictor import AgeGenderModel, Prediction
 from firmware_host.stages import StageTimer
 
@@ -18,7 +18,7 @@ class FaceResult:
 
 
 def detect_and_crop(image: np.ndarray, detector, size: int, timer: StageTimer | None = None,
-                    min_size: int = 0, resolution: int | None = None) -> tuple[list[Face], np.ndarray]:
+                    *, min_size: int = 0, resolution: int | None = None) -> tuple[list[Face], np.ndarray]:
     """Faces at least ``min_size`` pixels wide, and their chips (N, size, size, 3) uint8 RGB."""
     timer = timer or StageTimer()
     faces = detect(image, detector, timer, min_size)

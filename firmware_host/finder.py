@@ -9,7 +9,7 @@ import numpy as np
 
 from firmware_host.carry import FlowCarrier
 from firmware_host.defaults import DETECT_EVERY
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 from firmware_host.errors import EdgeAgeError
 from firmware_host.faces import detect
 from firmware_host.stages import StageTimer
@@ -18,7 +18,8 @@ from firmware_host.stages import StageTimer
 def check_every(every: int) -> int:
     """``every`` if it is a valid ``--detect-every``."""
     if not 1 <= every <= 1000:
-        raise EdgeAgeError(f"--detect-every is how many frames share one detection, 1 to 1000, not {every}")
+        raise EdgeAgeError(f"{{}} is how many frames share one detection, 1 to 1000, not {every}",
+                           option="--detect-every", parameter="every")
     return every
 
 

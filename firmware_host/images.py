@@ -12,6 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# Files read as images, in a dataset folder or archive as in a folder of photos (what OpenCV decodes).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 

@@ -1,7 +1,6 @@
 """LiteRT interpreter adapters in the pycoral style: make, set input, get outputs.
 
-The interpreter comes from ai-edge-litert, else tflite-runtime, else ``tf.lite``
-(only when TensorFlow is already installed); no TensorFlow is imported otherwise.
+The interpreter comes from ai-edge-litert, else tflite-runtime; TensorFlow is never imported here.
 Delegates: ``cpu`` (XNNPACK, LiteRT's default), ``gpu`` (the GPU delegate library) and
 ``edgetpu`` (``libedgetpu``, for models compiled by ``edgetpu_compiler``).
 """
@@ -10,72 +9,94 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from firmware_host.errors import EdgeAgeError
+from firmware_host.contract import pick_outputs  # noqa: F401  (the model-output contract, used with invoke)
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.quiet import native_quiet
 
-DELEGATES = ("cpu", "gpu", "edgetpu")
 GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
 GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 EDGETPU_OP = b"edgetpu-custom-op"
-_INSTALL = {
-    "gpu": f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass --delegate-library or set {GPU_LIBRARY_ENV}",
-    "edgetpu": "install the Edge TPU runtime: sudo apt install libedgetpu1-std (Coral's apt repository)",
+
+
+def _gpu_library() -> str:
+    return os.environ.get(GPU_LIBRARY_ENV) or GPU_LIBRARY
+
+
+def _edgetpu_library() -> str:
+    return EDGETPU_LIBRARY.get(platform.system(), EDGETPU_LIBRARY["Linux"])
+
+
+def _edgetpu_options(device: str | None) -> dict:
+    return {"device": device} if device else {}
+
+
+@dataclass(frozen=True)
+class DelegateSpec:
+    """One row of the delegate table: where its library is looked for, how to install it, what stops it."""
+
+    name: str
+    library: Callable[[], str] | None  # the library's default path or name (None: LiteRT's own XNNPACK)
+    install: str = ""                  # the hint when the library cannot be loaded ({option}: the CLI flag)
+    no_device: str = ""                # the message when the library loads but no device answers ({path}, {at})
+    options: Callable[[str | None], dict] = lambda device: {}
+
+
+DELEGATE_TABLE = {
+    "cpu": DelegateSpec("cpu", None),
+    "gpu": DelegateSpec(
+        "gpu", _gpu_library,
+        install=f"build it from LiteRT (//tflite/delegates/gpu:{GPU_LIBRARY}) and pass {{}} or set {GPU_LIBRARY_ENV}",
+        no_device="the GPU delegate in {path} could not start: no usable OpenCL/OpenGL ES GPU"),
+    "edgetpu": DelegateSpec(
+        "edgetpu", _edgetpu_library,
+        install="install the Edge TPU runtime: sudo apt install libedgetpu1-std (Coral's apt repository)",
+        no_device="no Edge TPU found{at}: plug in the Coral accelerator (USB 3 port) or check the PCIe driver "
+                  "(ls /dev/apex_0)",
+        options=_edgetpu_options),
 }
+DELEGATES = tuple(DELEGATE_TABLE)
 
 
 def _litert():
-    """The interpreter module: ai-edge-litert, else tflite-runtime, else tf.lite when TensorFlow is installed."""
+    """The interpreter module: ai-edge-litert, else tflite-runtime."""
     try:
         from ai_edge_litert import interpreter
     except ImportError:
         try:
             from tflite_runtime import interpreter
         except ImportError:
-            try:
-                import tensorflow as tf
-            except ImportError:
-                raise EdgeAgeError("no TFLite interpreter: pip install ai-edge-litert") from None
-            interpreter = tf.lite
+            raise EdgeAgeError("no TFLite interpreter: pip install ai-edge-litert") from None
     return interpreter
-
-
-def _library(delegate: str, library: str | None) -> str:
-    if library:
-        return library
-    if delegate == "gpu":
-        return os.environ.get(GPU_LIBRARY_ENV) or GPU_LIBRARY
-    return EDGETPU_LIBRARY.get(platform.system(), EDGETPU_LIBRARY["Linux"])
 
 
 def load_delegate(delegate: str, library: str | None = None, device: str | None = None):
     """The LiteRT delegate object for ``gpu`` or ``edgetpu`` (``None`` for ``cpu``), or a one-line error."""
     if delegate not in DELEGATES:
         raise EdgeAgeError(f"unknown delegate {delegate!r}; choose from {', '.join(DELEGATES)}")
-    if delegate == "cpu":
+    spec = DELEGATE_TABLE[delegate]
+    if spec.library is None:
         return None
-    path = _library(delegate, library)
+    path = library or spec.library()
     try:  # checked first: a failed load_delegate leaves a noisy half-made object behind
         library_handle = ctypes.CDLL(path)
     except OSError:
-        raise EdgeAgeError(f"{delegate} delegate library {path} cannot be loaded: {_INSTALL[delegate]}") from None
+        raise EdgeAgeError(f"{delegate} delegate library {literal(path)} cannot be loaded: {spec.install}",
+                           option="--delegate-library", parameter="a library path") from None
     if not all(hasattr(library_handle, f"tflite_plugin_{verb}_delegate") for verb in ("create", "destroy")):
         raise EdgeAgeError(f"{path} is not a {delegate} delegate library: it has no LiteRT delegate entry points "
                            "(tflite_plugin_create_delegate)")
-    options = {"device": device} if delegate == "edgetpu" and device else {}
     try:
-        return _litert().load_delegate(path, options)
+        return _litert().load_delegate(path, spec.options(device))
     except (ValueError, RuntimeError, OSError):
-        if delegate == "edgetpu":
-            raise EdgeAgeError(f"no Edge TPU found{' at ' + device if device else ''}: plug in the Coral "
-                               "accelerator (USB 3 port) or check the PCIe driver (ls /dev/apex_0)") from None
-        raise EdgeAgeError(f"the GPU delegate in {path} could not start: no usable OpenCL/OpenGL ES GPU") from None
+        raise EdgeAgeError(spec.no_device.format(path=path, at=" at " + device if device else "")) from None
 
 
 def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str = "cpu",
@@ -92,11 +113,14 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
     if delegate == "edgetpu" and not compiled:
         raise EdgeAgeError(f"{path} is not compiled for the Edge TPU: run edgetpu_compiler on it first")
     if compiled and delegate != "edgetpu":
-        raise EdgeAgeError(f"{path} is compiled for the Edge TPU and runs only with --delegate edgetpu")
+        raise EdgeAgeError(f"{literal(path)} is compiled for the Edge TPU and runs only with {{}}",
+                           option="--delegate edgetpu", parameter="delegate='edgetpu'")
     loaded = load_delegate(delegate, library, device)
     litert = _litert()
-    debug = dict(experimental_preserve_all_tensors=True,
-                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES) if keep_tensors else {}
+    debug = {}
+    if keep_tensors:
+        debug = dict(experimental_preserve_all_tensors=True,
+                     experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     try:
         with native_quiet():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
             interpreter = litert.Interpreter(model_path=str(path), num_threads=threads,
@@ -162,7 +186,8 @@ def _quantize(pixels: np.ndarray, detail: dict, pixel_scale: float, pixel_offset
     if dtype == np.float32:
         return normalize(pixels, pixel_scale, pixel_offset)
     info = np.iinfo(dtype)
-    return np.clip(np.round(normalize(pixels, pixel_scale, pixel_offset) / scale + zero), info.min, info.max).astype(dtype)
+    return np.clip(np.round(normalize(pixels, pixel_scale, pixel_offset) / scale + zero), info.min,
+                   info.max).astype(dtype)
 
 
 def _dequantize(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -182,12 +207,3 @@ def invoke(interpreter, pixels: np.ndarray, pixel_scale: float = PIXEL_SCALE,
     raw = runner(**{in_name: _quantize(pixels, in_detail, pixel_scale, pixel_offset)})
     details = runner.get_output_details()
     return {name: _dequantize(value, details[name]) for name, value in raw.items()}
-
-
-def pick_outputs(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(age output, gender probability) from outputs named ``*age`` and ``*gender``."""
-    age = next((v for k, v in outputs.items() if k.endswith("age")), None)
-    gender = next((v for k, v in outputs.items() if k.endswith("gender")), None)
-    if age is None or gender is None:
-        raise EdgeAgeError(f"model outputs {sorted(outputs)} are not named age and gender")
-    return age, gender[:, 0]

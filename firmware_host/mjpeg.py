@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import numpy as np
 
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.jsonio import to_json
 
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>edge-age</title>
@@ -40,11 +40,13 @@ def parse_address(text: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise EdgeAgeError(f"--serve wants an IPv6 address in brackets, as [::1]:8080, not {text!r}")
+        raise EdgeAgeError(f"{{}} wants an IPv6 address in brackets, as [::1]:8080, not {literal(repr(text))}",
+                           option="--serve", parameter="serve")
     try:
         number = int(port)
     except ValueError:
-        raise EdgeAgeError(f"--serve wants HOST:PORT or PORT, not {text!r}") from None
+        raise EdgeAgeError(f"{{}} wants HOST:PORT or PORT, not {literal(repr(text))}", option="--serve",
+                           parameter="serve") from None
     if not 0 <= number <= 65535:
         raise EdgeAgeError(f"port {number} is out of range")
     return host or "127.0.0.1", number

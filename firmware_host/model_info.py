@@ -49,9 +49,10 @@ class ModelInfo:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelInfo":
+    def from_dict(cls, d: dict) -> ModelInfo:
         """From a dict that passed the schema check."""
-        return cls(**{**d, "input_size": int(d["input_size"]), "outputs": {k: Output(**v) for k, v in d["outputs"].items()}})
+        return cls(**{**d, "input_size": int(d["input_size"]), "outputs": {k: Output(**v) for k,
+                                                                           v in d["outputs"].items()}})
 
 
 def sidecar_path(model: str | Path) -> Path:

@@ -32,7 +32,7 @@ def annotated_name(name: str) -> str:
     return name if name.lower().endswith(JPEG_SUFFIXES) else name + ".jpg"
 
 
-def predict_images(paths: list[Path], model, detector, out: Path, min_face: int = 0, annotate: bool = True,
+def predict_images(paths: list[Path], model, detector, out: Path, *, min_face: int = 0, annotate: bool = True,
                    progress=lambda items, total: items) -> tuple[list[dict], StageTimer, list[str]]:
     """One row per face found (files without a face get a row with ``face`` = -1); annotated images go to ``out``,
     mirroring the inputs' folders (see :func:`relative_names`).

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_host.contract import ages_from_output, pick_outputs
 from firmware_host.errors import EdgeAgeError
 from firmware_host.interpreter import coverage, invoke, make_interpreter
-from firmware_host.model_info import ModelInfo, check_model, read_info
+from firmware_host.model_info import ModelInfo, check_model, read_info, signature_runner
 from firmware_host.postprocess import expected_age
+from firmware_host.progress import track
 
 
 @dataclass
@@ -63,3 +65,19 @@ class AgeGenderModel:
         if gender_out.positive == "male":
             female = 1 - female
         return [Prediction(float(a), float(s), float(g)) for a, s, g in zip(mean, std, female)]
+
+
+def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, *, delegate: str = "cpu",
+                   library: str | None = None, device: str | None = None,
+                   progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress`` names a
+    progress bar over the batches (for slow files)."""
+    interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
+    signature_runner(interpreter, path)  # another task's model: one line, not a LiteRT traceback
+    ages, genders = [], []
+    starts = range(0, len(images), batch)
+    for start in (track(starts, progress, total=len(starts)) if progress else starts):
+        age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
+        ages.append(ages_from_output(age))
+        genders.append(gender)
+    return np.concatenate(ages), np.concatenate(genders)

@@ -7,15 +7,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from firmware_host.detectors import Face
+from firmware_host.detection import Face
 from firmware_host.errors import EdgeAgeError
 
 
 def check_size(size: int) -> int:
     """``size`` if it is a valid ``--detect-size`` (0 = full frame, else at least 32 pixels)."""
     if size != 0 and not 32 <= size <= 8192:
-        raise EdgeAgeError(f"--detect-size is the longer side of the frame the detector sees, 32 to 8192 pixels "
-                           f"(or 0 for the full frame), not {size}")
+        raise EdgeAgeError(f"{{}} is the longer side of the frame the detector sees, 32 to 8192 pixels "
+                           f"(or 0 for the full frame), not {size}", option="--detect-size", parameter="detect_size")
     return size
 
 

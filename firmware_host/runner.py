@@ -6,10 +6,10 @@ Ctrl-C, SIGTERM (systemd) or an error.
 """
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from firmware_host import atomic, system_info
@@ -20,6 +20,7 @@ from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.faces import predict_faces
 from firmware_host.finder import FaceFinder, check_every
 from firmware_host.jsonio import write_json
+from firmware_host.logs import STATUS
 from firmware_host.outputs import FrameOutputs
 from firmware_host.predictor import AgeGenderModel
 from firmware_host.reduced import check_size
@@ -28,12 +29,16 @@ from firmware_host.tracking import IouTracker
 from firmware_host.windows import Windows, check_seconds, drift, frame_summary
 
 REPORT_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class RunOptions:
+    """Everything one run of the device pipeline needs: the model and source, then keywords only."""
+
     model: Path
     source: str
+    _: KW_ONLY
     out: Path = Path("runs/run")
     delegate: str = "cpu"
     threads: int = 2
@@ -89,13 +94,16 @@ class Run:
         check_seconds(options.duration, "--duration")
         check_seconds(options.window_s, "--window")
         if options.max_fps is not None and options.max_fps <= 0:
-            raise EdgeAgeError(f"--max-fps must be more than 0, not {options.max_fps:g}")
+            raise EdgeAgeError(f"{{}} must be more than 0, not {options.max_fps:g}", option="--max-fps",
+                                   parameter="max_fps")
         if options.show:
             from firmware_host.sinks import display_available
             if not display_available():
-                raise EdgeAgeError("--show needs a display (none here): use --serve HOST:PORT instead")
+                raise EdgeAgeError("{} needs a display (none here): use {} instead",
+                                   option=("--show", "--serve HOST:PORT"), parameter=("show", "serve='HOST:PORT'"))
         self.out = atomic.writable_dir(options.out)
-        self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library, options.device)
+        self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library,
+                                    options.device)
         self.detector = make_detector(options.detector, options.detector_model, threads=options.threads,
                                       detect_size=options.detect_size)
         self.finder = FaceFinder(self.detector, options.detect_every, options.min_face)
@@ -124,7 +132,7 @@ class Run:
             from firmware_host.mjpeg import MjpegServer
             server = MjpegServer(options.serve)
             self.images.append(server)
-            print(f"edge-age: watching on {server.url}", file=sys.stderr)
+            log.info("edge-age: watching on %s", server.url, extra=STATUS)
         if options.show:
             from firmware_host.sinks import WindowSink
             self.images.append(WindowSink())
@@ -219,7 +227,7 @@ class Run:
         try:
             write_json(self.out / "run_report.json", report)
         except EdgeAgeError as exc:
-            error = error or str(exc)
+            error = error or exc.for_cli()
         return report, error
 
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from firmware_host.stages import summarize
 
 
-def client(url: str, body: bytes, until: float, times: list[float], statuses: Counter, lock: threading.Lock) -> None:
+def client(url: str, body: bytes, until: float, *, times: list[float], statuses: Counter, lock: threading.Lock) -> None:
     """Post ``body`` to ``url`` over one kept-alive connection until ``until``, recording each answer."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=60)
@@ -55,7 +55,8 @@ def load(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
     statuses: Counter = Counter()
     lock = threading.Lock()
     start = time.monotonic()
-    threads = [threading.Thread(target=client, args=(url, body, start + seconds, times, statuses, lock))
+    threads = [threading.Thread(target=client, args=(url, body, start + seconds),
+                                kwargs={"times": times, "statuses": statuses, "lock": lock})
                for _ in range(clients)]
     for t in threads:
         t.start()

@@ -89,8 +89,9 @@ class WindowSink:
             cv2.imshow(self.title, image)
             self.quit = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
         except cv2.error:
-            raise EdgeAgeError("this OpenCV build has no GUI (opencv-python-headless): drop --show, "
-                               "use --serve to watch in a browser") from None
+            raise EdgeAgeError("this OpenCV build has no GUI (opencv-python-headless): drop {}, "
+                               "use {} to watch in a browser", option=("--show", "--serve"),
+                               parameter=("show", "serve")) from None
 
     def close(self, ok: bool = True) -> None:
         try:

@@ -26,7 +26,8 @@ def cpu_model() -> str:
         fields = {k.strip(): v.strip() for k, v in fields.items()}
     except OSError:
         fields = {}
-    return fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor() or platform.machine()
+    return (fields.get("model name") or fields.get("Model") or fields.get("Hardware") or platform.processor()
+            or platform.machine())
 
 
 def board() -> str | None:

@@ -80,4 +80,5 @@ def frame_summary(frames: list[dict], length: float) -> dict:
 def drift(first: float, last: float, limit: float = DRIFT) -> dict:
     """How ``last`` compares with ``first``: the relative change and whether it exceeds ``limit``."""
     change = (last - first) / first if first else 0.0
-    return {"first": round(first, 4), "last": round(last, 4), "change": round(change, 4), "drifted": abs(change) > limit}
+    return {"first": round(first, 4), "last": round(last, 4), "change": round(change, 4),
+            "drifted": abs(change) > limit}

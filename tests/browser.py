@@ -125,7 +125,7 @@ class Browser:
         os.close(self._replies)
         self.profile.cleanup()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:

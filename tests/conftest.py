@@ -1,4 +1,5 @@
-"""Shared fixtures: real data from ../shared, an isolated image cache, CLI runs in a subprocess."""
+"""Shared fixtures: real data from ../shared (integration tests only), an isolated image cache, CLI runs in a
+subprocess."""
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ os.environ.pop("EDGE_AGE_DATA", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-if not UTK64.is_dir():
-    pytest.exit(f"the shared data folder {UTK64} is missing: tests need ../shared beside the project", returncode=3)
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def pytest_collection_finish(session):
+    """The integration tests need ../shared: stop at once without it (the unit tier in tests/unit does not)."""
+    if not UTK64.is_dir() and any(UNIT not in Path(item.path).parents for item in session.items):
+        pytest.exit(f"the shared data folder {UTK64} is missing: tests need ../shared beside the project", returncode=3)
 
 
 def sample_names(folder: Path, n: int, extra: tuple[str, ...] = ()) -> list[str]:
@@ -102,7 +108,8 @@ def tiny_run(faces, split, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def converted(tiny_run, faces, split, tmp_path_factory):
-    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely trained)."""
+    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely
+    trained)."""
     out = tmp_path_factory.mktemp("convert")
     proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", out,
                    "--calib", "30", "--threshold", "100", "--debug-images", "8")

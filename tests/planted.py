@@ -2,7 +2,8 @@
 
 The fault: one output channel of the linear ``project`` convolution is scaled up ``SCALE`` times (and offset) and
 the 1x1 depthwise ``inverse`` that reads it scales it back, so the float model is unchanged while int8 must
-stretch that tensor's range over the one big channel and round the others to a few levels. Labels equal to the float model's
+stretch that tensor's range over the one big channel and round the others to a few levels. Labels equal to the float
+model's
 rounded ages make any change of the answers cost MAE, so the damage is measurable in years.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ SCALE = 1000.0
 
 def build(path: Path):
     """Build (seeded, untrained but deterministic), plant the fault and save the model; return it."""
-    from edge_age.tf_setup import keras
+    from converters.tf_setup import keras
     k = keras()
     k.utils.set_random_seed(0)
     image = k.Input((32, 32, 3), name="image")
@@ -48,7 +49,7 @@ def own_answers_split(model, faces: Path, path: Path) -> Path:
     """A split of ``faces``: the first half trains (calibration), the rest is split between val and test, labelled
     with the model's own rounded float ages and gender decisions."""
     from edge_age.data.faceset import load_faces
-    from edge_age.evaluation import predict_keras
+    from edge_age.eval.evaluation import predict_keras
     found = load_faces(faces, size=32)
     ages, genders = predict_keras(model, np.asarray(found.images))
     n = len(found.names)

@@ -9,7 +9,6 @@ import pytest
 
 from edge_age.data.scenes import make_photos
 from firmware_host.align import CHIP_BOX, CHIP_LANDMARKS, chip_transform, crop
-from firmware_host.blazeface import anchors
 from firmware_host.detectors import YuNetDetector, find_model, make_detector
 from firmware_host.errors import EdgeAgeError
 from firmware_host.tracking import iou
@@ -44,7 +43,8 @@ def test_haar_box_geometry_matches_the_chips():
     detector, boxes = make_detector("haar"), []
     for chip in chips(40, seed=12):
         faces = detector.detect(cv2.copyMakeBorder(chip.image, 100, 100, 100, 100, cv2.BORDER_REPLICATE))
-        central = [f.box for f in faces if abs(f.box[0] + f.box[2] / 2 - 200) < 60 and abs(f.box[1] + f.box[3] / 2 - 200) < 60]
+        central = [f.box for f in faces
+                   if abs(f.box[0] + f.box[2] / 2 - 200) < 60 and abs(f.box[1] + f.box[3] / 2 - 200) < 60]
         if central:
             x, y, w, h = max(central, key=lambda b: b[2])
             boxes.append([(x - 100) / 200, (y - 100) / 200, w / 200])
@@ -95,12 +95,6 @@ def test_detector_finds_the_pasted_faces(name, photos):
             if name != "haar":
                 assert {"right_eye", "left_eye", "nose"} <= set(f.landmarks)
     assert hits >= 10, f"{name} found {hits} of {len(rows)} faces"
-
-
-def test_blazeface_anchor_grid():
-    a = anchors()
-    assert a.shape == (896, 2) and a.min() > 0 and a.max() < 1
-    assert np.allclose(a[0], [1 / 32, 1 / 32]) and np.allclose(a[512], [1 / 16, 1 / 16])
 
 
 def test_auto_prefers_yunet_then_blazeface(monkeypatch, tmp_path):

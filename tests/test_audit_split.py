@@ -7,8 +7,7 @@ import pytest
 from edge_age.data.audit import audit_faces, label_tuples
 from edge_age.data.faceset import load_faces
 from edge_age.data.names import parse_name
-from edge_age.data.split import (SIDES, age_bin, check_split, make_split, read_split, resolve_duplicates,
-                                 write_split)
+from edge_age.data.split import SIDES, check_split, make_split, read_split, resolve_duplicates, write_split
 from firmware_host.errors import EdgeAgeError
 from tests.conftest import UTK64
 from tests.dupes import duplicate_groups
@@ -104,7 +103,8 @@ def test_split_is_reproducible(audit64, tmp_path):
     c = write_split(make_split(audit64, seed=4), tmp_path / "c.csv").read_text()
     assert a == b and a != c
     back = read_split(tmp_path / "a.csv")
-    assert [(r.file, r.age, r.split) for r in back.rows] == [(r.file, r.age, r.split) for r in make_split(audit64, seed=3).rows]
+    assert [(r.file, r.age, r.split) for r in back.rows] == [(r.file, r.age, r.split) for r in make_split(audit64,
+                                                                                                          seed=3).rows]
 
 
 def test_custom_fractions(audit64):
@@ -114,23 +114,6 @@ def test_custom_fractions(audit64):
     assert abs(sizes["test"]["images"] / len(result.rows) - 0.3) < 0.01
     with pytest.raises(EdgeAgeError, match="fractions"):
         make_split(audit64, fractions=(0.7, 0.2, 0.3))
-
-
-@pytest.mark.parametrize("text, message", [
-    ("a,b\n1,2\n", "columns"),
-    ("file,age,gender,race,group,split\nx.jpg,twenty,0,0,1,train\n", "bad value"),
-    ("file,age,gender,race,group,split\nx.jpg,20,0,0,1,holdout\n", "side 'holdout'"),
-    ("file,age,gender,race,group,split\n", "no rows"),
-])
-def test_bad_split_files(tmp_path, text, message):
-    path = tmp_path / "split.csv"
-    path.write_text(text)
-    with pytest.raises(EdgeAgeError, match=message):
-        read_split(path)
-
-
-def test_age_bins():
-    assert [age_bin(a) for a in (0, 2, 3, 9, 10, 79, 80, 116)] == [0, 0, 1, 1, 2, 8, 9, 9]
 
 
 def test_resolve_keeps_singletons(audit64):

@@ -11,7 +11,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge_age.bench_report import SCHEMA_FILE, pareto_front
+from edge_age.report.bench_page import SCHEMA_FILE, pareto_front
 from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
 
 BENCH_ARGS = ("--threads", "1", "--runs", "5", "--warmup", "1", "--rounds", "2")
@@ -68,13 +68,6 @@ def bench_run(converted, onnx_model, faces, split, tmp_path_factory):
     return out, proc, json.loads((out / "bench.json").read_text())
 
 
-def test_pareto_front_on_hand_made_points():
-    points = [(1.0, 5.0), (2.0, 4.0), (2.0, 4.5), (3.0, 4.0), (0.5, 9.0), (4.0, 3.0), (5.0, 3.0), (1.0, 5.0)]
-    assert pareto_front(points) == [True, True, False, False, True, True, False, True]
-    assert pareto_front([(1.0, 1.0)]) == [True]
-    assert pareto_front([]) == []
-
-
 def test_bench_json_follows_the_schema(bench_run, split):
     _, _, bench = bench_run
     validate(bench)
@@ -92,8 +85,9 @@ def test_bench_json_follows_the_schema(bench_run, split):
         assert sum(acc["error_by_age"]["n"]) == test_side
     rows = {r["model"]: r for r in bench["latency"]}
     assert set(rows) == set(names) and not bench["skipped"]
-    for name, row in rows.items():
-        assert (row["delegate"], row["threads"], row["runs"], len(row["samples_ms"])) == ("cpu", 1, 10, 10)  # 2 rounds of 5
+    for _name, row in rows.items():
+        # 2 rounds of 5
+        assert (row["delegate"], row["threads"], row["runs"], len(row["samples_ms"])) == ("cpu", 1, 10, 10)
         lat = row["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert len(row["windows"]) >= 2 and sum(w["n"] for w in row["windows"]) == 10  # a window or more per round
@@ -103,7 +97,8 @@ def test_bench_json_follows_the_schema(bench_run, split):
         assert rows[name]["runtime"]["name"] == "ai-edge-litert"
         assert cov["ops"] > 0 and cov["delegated"] + sum(cov["not_delegated"].values()) == cov["ops"]
     assert rows["onnx_baseline"]["coverage"] is None and rows["onnx_baseline"]["runtime"]["name"] == "onnxruntime"
-    front = [(r["latency_ms"]["p50"], next(m for m in bench["models"] if m["name"] == r["model"])["accuracy"]["cpu"]["mae"])
+    front = [(r["latency_ms"]["p50"],
+              next(m for m in bench["models"] if m["name"] == r["model"])["accuracy"]["cpu"]["mae"])
              for r in bench["latency"]]
     expected = [r["model"] for r, on in zip(bench["latency"], pareto_front(front)) if on]
     assert [p["model"] for p in bench["pareto_front"]] == expected and expected
@@ -130,7 +125,7 @@ def test_bench_pages(bench_run):
 
 
 def test_bench_accuracy_matches_evaluate(bench_run, converted, faces, split):
-    from edge_age.evaluation import evaluate_file
+    from edge_age.eval.evaluation import evaluate_file
     _, _, bench = bench_run
     result, _ = evaluate_file(converted / "age_gender_int8.tflite", faces, split)
     acc = bench["models"][1]["accuracy"]["cpu"]
@@ -140,7 +135,7 @@ def test_bench_accuracy_matches_evaluate(bench_run, converted, faces, split):
 
 def test_onnx_baseline_decodes_like_numpy(onnx_model, faces):
     """BGR, NCHW, mean/std and softmax expectation, against the same network written in numpy."""
-    from edge_age.baselines import predict, read_baseline
+    from edge_age.bench.baselines import predict, read_baseline
     from edge_age.data.faceset import load_faces
     path, w = onnx_model
     images = np.asarray(load_faces(faces, size=32).images[:20])

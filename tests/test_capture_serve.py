@@ -11,8 +11,6 @@ import pytest
 from firmware_host.capture import Frame, ImageSource, LatestFrames, open_source
 from firmware_host.errors import EdgeAgeError
 from firmware_host.mjpeg import BOUNDARY, MjpegServer, parse_address
-from firmware_host.predictor import Prediction
-from firmware_host.tracking import IouTracker
 from tests.scenes import chips
 
 
@@ -49,18 +47,6 @@ def test_file_sources_deliver_every_frame(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EdgeAgeError, match="no images"):
         open_source(str(tmp_path / "empty"))
-
-
-def test_tracker_keeps_ids_and_smooths():
-    tracker = IouTracker(alpha=0.5, max_missed=1)
-    p = lambda age: Prediction(age, 2.0, 0.9)  # noqa: E731
-    a = tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)], [p(30), p(60)])
-    b = tracker.update([(205, 2, 50, 50), (4, 3, 50, 50)], [p(70), p(40)])
-    assert [t.id for t in a] == [1, 2] and [t.id for t in b] == [2, 1]
-    assert b[1].age == pytest.approx(35) and b[0].age == pytest.approx(65)
-    tracker.update([], [])
-    tracker.update([], [])
-    assert tracker.update([(0, 0, 50, 50)], [p(30)])[0].id == 3  # expired after max_missed frames
 
 
 def test_mjpeg_server_answers_a_browser():
@@ -101,7 +87,8 @@ def test_live_source_that_disappears_is_reopened_then_reported(tmp_path):
 
 
 def test_stream_url_source_reads_our_own_mjpeg_server_and_reports_its_loss():
-    """An http:// source is live: frames come in order; when the server goes away the source tries again, then says so."""
+    """An http:// source is live: frames come in order; when the server goes away the source tries again, then says
+    so."""
     import threading
 
     server, stop = MjpegServer("127.0.0.1:0"), threading.Event()

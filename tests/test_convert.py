@@ -95,7 +95,8 @@ def test_collapse_guard_refuses_a_broken_calibration(calibration_cases, tmp_path
     ok = run_cli("convert", "--targets", "int8", "--data", folder, "--split", good, "--out", out, "--debug-images", "4")
     assert ok.returncode == 0, ok.stderr[-2000:]
     before = (out / "age_gender_int8.tflite").read_bytes()
-    bad = run_cli("convert", "--targets", "int8", "--data", folder, "--split", broken, "--out", out, "--debug-images", "4")
+    bad = run_cli("convert", "--targets", "int8", "--data", folder, "--split", broken, "--out", out, "--debug-images",
+                  "4")
     assert_user_error(bad, "age_gender_int8.tflite rejected: MAE")
     assert (out / "age_gender_int8.tflite").read_bytes() == before
     report = json.loads((out / "convert_report.json").read_text())

@@ -17,7 +17,7 @@ def _softmax(z):
 
 
 def test_distillation_loss_is_exact_on_hand_made_distributions():
-    from edge_age.losses import distillation_loss
+    from edge_age.train.losses import distillation_loss
     label = np.array([0.1, 0.6, 0.3], np.float32)
     teacher = np.array([0.2, 0.5, 0.3], np.float32)
     logits = np.array([0.5, 1.5, -0.25], np.float32)
@@ -31,7 +31,8 @@ def test_distillation_loss_is_exact_on_hand_made_distributions():
         _kl(label, _softmax(logits)), rel=1e-5)
     # the soft term vanishes when the student matches the tempered teacher exactly
     match = np.log(teacher) * 2.0
-    assert float(distillation_loss(1.0, 2.0)(np.concatenate([label, teacher])[None], match[None])[0]) == pytest.approx(0, abs=1e-5)
+    assert float(distillation_loss(1.0, 2.0)(np.concatenate([label, teacher])[None],
+                                             match[None])[0]) == pytest.approx(0, abs=1e-5)
 
 
 def test_tempered_distribution_is_the_softmax_of_its_log_over_t():
@@ -45,7 +46,7 @@ def test_tempered_distribution_is_the_softmax_of_its_log_over_t():
 def test_mirrored_faces_get_the_mirrored_soft_targets():
     """With augmentation, a face that is flipped learns the teacher's targets for the flipped face."""
     from edge_age.data.pipeline import make_dataset
-    from edge_age.soft_targets import SoftTargets
+    from edge_age.data.soft_targets import SoftTargets
     n, ages = 8, 117
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
@@ -77,14 +78,14 @@ def teacher_dir(tiny_run, faces, split, tmp_path_factory):
 
 
 def test_teacher_writes_soft_targets_with_fingerprints(teacher_dir, split):
-    from edge_age.data.split import file_hash
+    from firmware_host.paths import file_sha256
     with np.load(teacher_dir / "soft_targets.npz") as z:
         meta = json.loads(str(z["meta"]))
         assert z["age"].shape == z["age_mirror"].shape and z["age"].shape[1] == 117
         assert np.allclose(z["age"].sum(axis=1), 1, atol=1e-4)
         assert ((z["female"] >= 0) & (z["female"] <= 1)).all()
         n_files = len(z["files"])
-    assert meta["split_sha256"] == file_hash(split)
+    assert meta["split_sha256"] == file_sha256(split)
     assert len(meta["data_fingerprint"]) >= 16
     from edge_age.data.split import read_split
     rows = read_split(split)

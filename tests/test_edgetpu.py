@@ -9,11 +9,14 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
-from converters.edgetpu import (AFTER_CUT, BATCH, DATA_TYPE, DYNAMIC, MAPPED, NOT_1D, NOT_SUPPORTED, check,
-                                compile_edgetpu)
+from converters.edgetpu import (
+    DATA_TYPE,
+    MAPPED,
+    check,
+    compile_edgetpu,
+)
 from firmware_host.errors import EdgeAgeError
 from firmware_host.graph import EIGHT_BIT, activations, integer_only, io_types, op_counts, read_ops
 from tests.conftest import ROOT
@@ -25,25 +28,6 @@ INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "L
 def tiny(converted) -> dict:
     """The tiny trained model as int8-qat, edgetpu and float32 files, made by `edge-age convert`."""
     return {name: converted / f"age_gender_{name}.tflite" for name in ("int8-qat", "edgetpu", "float32")}
-
-
-def _tiny_int8(path, shape, batch=None, dense_on_rows=False):
-    """A small full-int8 (post-training quantized) graph with the given input shape."""
-    from converters.targets import target
-    from edge_age.tf_setup import keras
-    k = keras()
-    image = k.Input(shape, batch_size=batch)
-    x = k.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
-    x = k.layers.Reshape((-1, 4))(x) if dense_on_rows else k.layers.GlobalAveragePooling2D()(x)
-    model = k.Model(image, k.layers.Dense(2)(x))
-    sample = (batch or 1, *(d or 8 for d in shape))
-
-    def calibration():
-        rng = np.random.default_rng(0)
-        return ([rng.uniform(-1, 1, sample).astype("float32")] for _ in range(4))
-
-    path.write_bytes(target("int8").build(model, calibration))
-    return path
 
 
 @pytest.mark.parametrize("name", ["int8-qat", "edgetpu"])
@@ -93,35 +77,6 @@ def test_float_file_is_cut_at_the_first_op(tiny):
     report = result.to_dict()
     assert report["all_mapped"] is False and report["first_unmapped"] == 0
     assert sum(row["count"] for row in report["summary"]) == len(ops)
-
-
-def test_batch_two_is_flagged(tmp_path):
-    result = check(_tiny_int8(tmp_path / "batch2.tflite", (8, 8, 3), batch=2))
-    assert result.first_unmapped == 0
-    assert result.ops[0].reason == BATCH and "batch size 2" in result.ops[0].detail
-
-
-def test_dynamic_size_is_flagged(tmp_path):
-    result = check(_tiny_int8(tmp_path / "dynamic.tflite", (None, None, 3)))
-    assert result.first_unmapped == 0
-    assert result.ops[0].reason == DYNAMIC and "-1" in result.ops[0].detail
-
-
-def test_dynamic_batch_through_a_reshape_is_flagged(tmp_path):
-    """A -1 batch is harmless alone, but a Reshape over it computes shapes at run time."""
-    result = check(_tiny_int8(tmp_path / "rows.tflite", (4, 4, 3), dense_on_rows=True))
-    assert result.ops[0].name == "CONV_2D" and result.ops[0].supported
-    assert result.first_unmapped == 1
-    assert result.ops[1].name == "SHAPE" and result.ops[1].reason == NOT_SUPPORTED
-    assert not result.all_mapped
-
-
-def test_fully_connected_with_2d_output_is_flagged(tmp_path):
-    result = check(_tiny_int8(tmp_path / "rows1.tflite", (4, 4, 3), batch=1, dense_on_rows=True))
-    assert [op.name for op in result.ops] == ["CONV_2D", "FULLY_CONNECTED", "RESHAPE"]
-    assert result.first_unmapped == 1
-    assert result.ops[1].reason == NOT_1D and "[1, 4, 4, 2]" in result.ops[1].detail
-    assert result.status(result.ops[2]) == AFTER_CUT
 
 
 def test_graph_module_needs_no_tensorflow(tiny):

@@ -81,7 +81,8 @@ def test_pages_are_swapped_in_as_one_set(tmp_path):
     assert (out / "report.html").read_text() == "new"
     assert sorted(p.name for p in out.iterdir()) == listed  # no staging left
 
-    with atomic.file_set(out, "evaluation") as stage:  # a set without the plot: the old plot goes, the user's file stays
+    # a set without the plot: the old plot goes, the user's file stays
+    with atomic.file_set(out, "evaluation") as stage:
         (stage / "report.html").write_text("newer")
     assert sorted(p.name for p in out.iterdir()) == [".evaluation.files", "notes.txt", "report.html"]
 

@@ -12,16 +12,15 @@ import jsonschema
 import numpy as np
 import pytest
 
-from edge_age.bench_jobs import MAX_SAMPLES
-from edge_age.bench_report import SCHEMA_FILE, SCHEMA_VERSION
+from edge_age.bench.jobs import MAX_SAMPLES
 from edge_age.data.scenes import make_photos, make_video
+from edge_age.report.bench_page import SCHEMA_FILE, SCHEMA_VERSION
 from firmware_host.align import ALIGN_WITH
 from firmware_host.capture import VideoSource
 from firmware_host.detectors import make_detector
 from firmware_host.finder import FaceFinder
 from firmware_host.stages import StageTimer
 from firmware_host.tracking import iou
-from firmware_host.windows import Windows, drift, latency_summary
 from tests.conftest import assert_user_error, run_cli
 from tests.scenes import YUNET, chips, moving_video, without_tensorflow
 
@@ -109,22 +108,9 @@ def test_a_face_that_vanishes_is_dropped_at_the_next_detection(tmp_path, every):
         faces = finder.find(image, timer)
         if any(iou(face.box, gone_box) > 0.3 for face in faces):
             shown.append(f)
-        assert any(iou(face.box, truth[f][0]["box"]) >= 0.5 for face in faces) or f % every, f  # detected frames find it
+        # detected frames find it
+        assert any(iou(face.box, truth[f][0]["box"]) >= 0.5 for face in faces) or f % every, f
     assert vanish - 1 in shown and max(shown) < vanish + every, shown
-
-
-def test_windows_and_drift():
-    """Values are binned by the window they arrive in, summarised, and stamped with the window's start."""
-    windows = Windows(1.0, latency_summary, offset_s=5.0)
-    base = windows.origin
-    for t, value in [(0.0, 0.001), (0.5, 0.003), (0.99, 0.002), (1.2, 0.004), (3.7, 0.010)]:
-        windows.add(value, base + t)
-    closed = windows.finish(base + 4.0)
-    assert [w["t_s"] for w in closed] == [5.0, 6.0, 8.0]  # the empty window (7 s) is skipped
-    assert [w["n"] for w in closed] == [3, 1, 1] and closed[0]["p50"] == pytest.approx(2.0)
-    assert set(closed[0]) == {"t_s", "p50", "p99", "n"}
-    assert drift(10.0, 11.5)["drifted"] and not drift(10.0, 10.9)["drifted"]
-    assert drift(10.0, 8.0)["change"] == pytest.approx(-0.2)
 
 
 def test_run_with_detection_every_n_frames(model, tmp_path):
@@ -166,7 +152,8 @@ def test_run_with_detection_every_n_frames(model, tmp_path):
 
 def test_evaluate_and_predict_detect_on_a_reduced_photo(model, tmp_path):
     labels = make_photos(chips(10, seed=7), tmp_path / "photos", seed=7)
-    proc = run_cli("evaluate", model, "--data", tmp_path / "photos", "--labels", labels, "--detect", "--detector", "yunet",
+    proc = run_cli("evaluate", model, "--data", tmp_path / "photos", "--labels", labels, "--detect", "--detector",
+                   "yunet",
                    "--detector-model", YUNET, "--detect-size", "240", "--json", tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     detection = json.loads((tmp_path / "m.json").read_text())["detection"]
@@ -180,12 +167,14 @@ def test_bench_duration_windows(model, tmp_path):
     """bench --duration: windows of the documented shape per latency row, the thermal series (null readings
     here), schema version 2 validated, and the latency-over-time part of the pages."""
     out = tmp_path / "bench"
-    proc = run_cli("bench", model, "--duration", "2.5", "--window", "1", "--threads", "1", "--warmup", "2", "--out", out)
+    proc = run_cli("bench", model, "--duration", "2.5", "--window", "1", "--threads", "1", "--warmup", "2", "--out",
+                   out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     bench = json.loads((out / "bench.json").read_text())
     jsonschema.validate(bench, json.loads(SCHEMA_FILE.read_text()), cls=jsonschema.Draft202012Validator)
     assert bench["schema_version"] == SCHEMA_VERSION == 2
-    assert (bench["settings"]["duration_s"], bench["settings"]["window_s"], bench["settings"]["rounds"]) == (2.5, 1.0, 1)
+    assert (bench["settings"]["duration_s"], bench["settings"]["window_s"], bench["settings"]["rounds"]) == (2.5, 1.0,
+                                                                                                             1)
     row = bench["latency"][0]
     windows = row["windows"]
     assert 2 <= len(windows) <= 4 and all(set(w) == {"t_s", "p50", "p99", "n"} for w in windows)
@@ -201,7 +190,8 @@ def test_bench_duration_windows(model, tmp_path):
     assert "## Latency over time" in md and "Throttling" in md and "over_time.png" in md
     assert (out / "bench.html").read_text().count("data:image/png;base64,") == 2  # latency spread, over time
 
-    old = {**bench, "schema_version": 1, "latency": [{k: v for k, v in r.items() if k != "windows"} for r in bench["latency"]]}
+    old = {**bench, "schema_version": 1, "latency": [{k: v for k,
+                                                      v in r.items() if k != "windows"} for r in bench["latency"]]}
     (tmp_path / "v1.json").write_text(json.dumps({k: v for k, v in old.items() if k != "thermal"}))
     merged = run_cli("report", out / "bench.json", tmp_path / "v1.json", "--out", tmp_path / "report")
     assert merged.returncode == 0, merged.stderr[-2000:]

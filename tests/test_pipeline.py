@@ -12,9 +12,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 cv2 = pytest.importorskip("cv2")
 
-from edge_age.data.names import parse_name
-from edge_age.data.pipeline import gaussian_targets, make_dataset
-from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
+from edge_age.data.names import parse_name  # noqa: E402  (after the importorskip)
+from edge_age.data.pipeline import gaussian_targets, make_dataset  # noqa: E402  (after the importorskip)
+from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize  # noqa: E402  (after the importorskip)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface64"
 COUNT = 64

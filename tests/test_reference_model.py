@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from edge_age.models import REFERENCE_DIR, reference_model
+from edge_age.train.models import REFERENCE_DIR, reference_model
 from tests.conftest import UTK64
 
 
@@ -32,9 +32,9 @@ def test_card_and_metrics_ship():
 
 @pytest.mark.parametrize("kind", ["float", "qat"])
 def test_reference_predicts_real_faces(kind, test_slice):
-    from edge_age.evaluation import predict_keras
-    from edge_age.metrics import age_metrics
-    from edge_age.training import load_model
+    from edge_age.eval.evaluation import predict_keras
+    from edge_age.eval.metrics import age_metrics
+    from edge_age.train.model_io import load_model
     images, ages, genders = test_slice
     pred_age, pred_gender = predict_keras(load_model(reference_model(kind)), images)
     m = age_metrics(pred_age, ages, pred_gender, genders)

@@ -20,8 +20,8 @@ FAST_BENCH = ("--threads", "1", "--runs", "3", "--warmup", "1", "--rounds", "1")
 
 BUILD = """
 import sys
-from edge_age.models import ModelSpec, build_model
-from edge_age.training import save_model
+from edge_age.train.models import ModelSpec, build_model
+from edge_age.train.model_io import save_model
 save_model(build_model(ModelSpec("mobilenet_v2", 0.35, 32)), __import__("pathlib").Path(sys.argv[1]))
 """
 
@@ -145,7 +145,7 @@ def test_a_model_of_another_task_is_refused(model, tmp_path):
 
 
 def test_bad_baseline_specs_are_refused_naming_the_field(tmp_path):
-    from edge_age.baselines import read_baseline, session
+    from edge_age.bench.baselines import read_baseline, session
     from tests.test_bench import tiny_onnx
     path, _ = tiny_onnx(tmp_path)
     spec = json.loads(path.with_suffix(".json").read_text())
@@ -173,7 +173,7 @@ def test_bad_baseline_specs_are_refused_naming_the_field(tmp_path):
 # --- labels CSV and strict JSON --------------------------------------------------------------------------------
 
 def test_bad_label_rows_stop_naming_the_line_or_are_skipped(tmp_path):
-    from edge_age.evaluation import read_labels
+    from edge_age.eval.evaluation import read_labels
     good = ["a.jpg,30,0", "b.jpg,40,"]
     cases = {
         "quote": (['"c.jpg,20,1', "d.jpg,20,1"], "line 4: not valid CSV"),
@@ -202,7 +202,8 @@ def test_bad_labels_through_the_cli_and_strict_json(model, tmp_path):
     rows = [f"{n},{n.split('_')[0]},0" for n in names]  # one gender only: the gender AUC is undefined
     labels = write_labels(tmp_path / "labels.csv", rows[:5] + [f"{names[5]},-5,0"] + rows[6:] + [rows[0]])
     assert_user_error(run_cli("evaluate", model, "--data", folder, "--labels", labels), "line 7: age -5")
-    proc = run_cli("evaluate", model, "--data", folder, "--labels", labels, "--skip-bad-labels", "--json", tmp_path / "m.json")
+    proc = run_cli("evaluate", model, "--data", folder, "--labels", labels, "--skip-bad-labels", "--json",
+                   tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "skipped 2 bad label rows" in proc.stdout
     metrics = strict_json(tmp_path / "m.json")

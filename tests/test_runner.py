@@ -81,9 +81,11 @@ def test_run_on_a_video(model, video, no_tf, tmp_path):
 def test_run_interrupted_still_writes_its_report(model, video, tmp_path):
     long_video = make_video(chips(1, seed=4), tmp_path / "long.avi", frames=400)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "edge_age", "run", "--model", str(model), "--source", str(long_video),
+    proc = subprocess.Popen([sys.executable, "-m", "edge_age", "run", "--model", str(model), "--source",
+                             str(long_video),
                              "--out", str(out), "--detector", "haar", "--jsonl", str(out / "f.jsonl")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_enabled)
     deadline = time.time() + 120
     while time.time() < deadline and sum(p.read_text().count("\n") for p in out.glob(".f.jsonl.*")) < 5:
         time.sleep(0.2)  # records go to a .part file beside f.jsonl until the run ends
@@ -100,7 +102,8 @@ def test_predict_photos_with_labels(model, no_tf, tmp_path):
     labels = make_photos(chips(8, seed=6), photos, grey_every=3, seed=6)
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "out"
-    proc = run_cli("predict", photos, "--model", model, "--labels", labels, "--out", out, "--detector", "yunet", env=no_tf)
+    proc = run_cli("predict", photos, "--model", model, "--labels", labels, "--out", out, "--detector", "yunet",
+                   env=no_tf)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "unreadable: 1" in proc.stdout
     rows = list(csv.DictReader((out / "faces.csv").open()))
@@ -128,12 +131,15 @@ def test_device_errors_are_one_line(model, video, tmp_path):
     compiled = tmp_path / "fake_edgetpu.tflite"
     compiled.write_bytes(model.read_bytes() + b"edgetpu-custom-op")
     compiled.with_suffix(".json").write_bytes(model.with_suffix(".json").read_bytes())  # a valid sidecar beside it
-    assert_user_error(run_cli("run", "--model", compiled, "--source", video, "--out", tmp_path, "--delegate", "edgetpu"),
+    assert_user_error(run_cli("run", "--model", compiled, "--source", video, "--out", tmp_path, "--delegate",
+                              "edgetpu"),
                       "libedgetpu.so.1", "apt install libedgetpu1-std")
     truncated = tmp_path / "cut.tflite"
     truncated.write_bytes(model.read_bytes()[:5000])
     (tmp_path / "cut.json").write_text(model.with_suffix(".json").read_text())
-    assert_user_error(run_cli("predict", video.parent, "--model", truncated, "--out", tmp_path), "not a valid TFLite model")
+    assert_user_error(run_cli("predict", video.parent, "--model", truncated, "--out", tmp_path), "not a valid TFLite "
+                                                                                                 "model")
     assert_user_error(run_cli("run", "--model", model, "--source", tmp_path / "nothing", "--out", tmp_path),
                       "is not a camera index")
-    assert_user_error(run_cli("run", "--model", model, "--source", video, "--out", tmp_path, "--show"), "--show needs a display")
+    assert_user_error(run_cli("run", "--model", model, "--source", video, "--out", tmp_path, "--show"), "--show needs "
+                                                                                                        "a display")

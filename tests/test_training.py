@@ -14,9 +14,8 @@ from tests.conftest import IMAGENET, ROOT, TINY, assert_user_error, run_cli
 def test_loss_falls_on_real_faces(faces):
     from edge_age.data.faceset import load_faces
     from edge_age.data.pipeline import make_dataset
-    from edge_age.models import ModelSpec
-    from edge_age.training import TrainConfig, compile_model
-    from edge_age.models import build_model
+    from edge_age.train.loop import TrainConfig, compile_model
+    from edge_age.train.models import ModelSpec, build_model
     data = load_faces(faces, size=32)
     usable = data.usable()[:32]
     ds = make_dataset(np.asarray(data.images)[usable], np.array([data.labels[i].age for i in usable]),
@@ -44,7 +43,8 @@ def test_run_folder(tiny_run):
 
 def test_qat_model_reloads_identically(tiny_run):
     import tensorflow_model_optimization as tfmot
-    from edge_age.training import load_model
+
+    from edge_age.train.model_io import load_model
     from firmware_host.preprocess import normalize
     qat = load_model(tiny_run / "qat.h5")
     assert any("quant" in layer.name for layer in qat.layers)
@@ -62,7 +62,7 @@ def test_qat_model_reloads_identically(tiny_run):
 
 def test_evaluate_keras_against_float32_tflite(tiny_run, faces, split, tmp_path):
     from converters.targets import target
-    from edge_age.training import load_model
+    from edge_age.train.model_io import load_model
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(target("float32").build(load_model(tiny_run / "model.keras")))
     results = {}
@@ -82,7 +82,8 @@ def test_evaluate_with_labels_csv(tiny_run, faces, tmp_path):
     names = sorted(p.name for p in faces.iterdir())[:10]
     labels = tmp_path / "labels.csv"
     labels.write_text("file,age\n" + "".join(f"{n},{n.split('_')[0]}\n" for n in names))
-    proc = run_cli("evaluate", tiny_run / "model.keras", "--data", faces, "--labels", labels, "--json", tmp_path / "m.json")
+    proc = run_cli("evaluate", tiny_run / "model.keras", "--data", faces, "--labels", labels, "--json",
+                   tmp_path / "m.json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["n"] == 10 and "gender_accuracy" not in result
@@ -121,7 +122,7 @@ def test_mirrored_strategy_on_two_cpus(faces, split, tmp_path):
 
 
 def test_imagenet_weights_load_and_wrong_ones_are_refused(tmp_path):
-    from edge_age.models import ModelSpec, build_model
+    from edge_age.train.models import ModelSpec, build_model
     from firmware_host.errors import EdgeAgeError
     model = build_model(ModelSpec("mobilenet_v2", 1.0, 64), IMAGENET)
     import h5py

@@ -83,7 +83,8 @@ def test_metadata_has_no_tensorflow_in_the_base_requirements(wheel):
 def test_runtime_commands_from_the_wheel_without_tensorflow(venv, tmp_path):
     env = without_tensorflow(tmp_path / "blocked")
     assert "tensorflow is blocked" in python(venv, "import edge_age, tensorflow", env, tmp_path).stderr
-    located = python(venv, "import edge_age.calibration as c; print(c.__file__, c.DEFAULT_MANIFEST)", env, tmp_path)
+    located = python(venv, "import edge_age.data.calibration as c; print(c.__file__, "
+                           "c.DEFAULT_MANIFEST)", env, tmp_path)
     module, manifest = located.stdout.split()
     assert module.startswith(str(venv)) and Path(manifest).is_file() and manifest.startswith(str(venv))
 
@@ -111,7 +112,8 @@ def test_runtime_commands_from_the_wheel_without_tensorflow(venv, tmp_path):
 
 def test_default_convert_from_the_wheel_with_tensorflow(venv, tmp_path):
     """No --split: calibration from the manifest shipped in the wheel, resolved against --data."""
-    manifest = python(venv, "from edge_age.calibration import DEFAULT_MANIFEST as m; print(m)", {}, tmp_path).stdout.strip()
+    manifest = python(venv, "from edge_age.data.calibration import DEFAULT_MANIFEST as m; "
+                            "print(m)", {}, tmp_path).stdout.strip()
     data = tmp_path / "faces"
     data.mkdir()
     for row in list(csv.DictReader(open(manifest)))[:20]:

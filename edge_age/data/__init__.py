@@ -1,1 +1,2 @@
-"""UTKFace-style face crops: reading, labels, cache, audit and split."""
+"""UTKFace-style face crops: names, folders and archives, the image cache, audit, split, the calibration manifest,
+soft targets, the training input pipeline, and generated photos and videos."""

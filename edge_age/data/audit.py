@@ -99,7 +99,8 @@ class Audit:
         return {
             "images": len(self.faces.names) + len(self.faces.unreadable),
             "parsed": sum(lab.usable for lab in labels),
-            "malformed": sum(lab.malformed for lab in labels) + sum(parse_name(n).malformed for n, _ in self.faces.unreadable),
+            "malformed": sum(lab.malformed for lab in labels) + sum(parse_name(n).malformed for n,
+                                                                    _ in self.faces.unreadable),
             "recovered": sum(lab.usable and lab.malformed for lab in labels),
             "set_aside": sum(not lab.usable for lab in labels),
             "unreadable": len(self.faces.unreadable),

@@ -22,31 +22,26 @@ import cv2
 import numpy as np
 
 from edge_age.data.names import NameLabels, parse_name
-from edge_age.data.sources import Source, open_source
-from edge_age.progress import track
+from edge_age.data.sources import Source, open_dataset
 from firmware_host import atomic, images
 from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.jsonio import to_json
+from firmware_host.paths import DATA_ENV, cache_root, data_root, file_sha256
+from firmware_host.progress import track
 
 CACHE_FORMAT = 2  # 2: meta.json records the SHA-256 of images.npy
 DEFAULT_SIZE = 64
-DATA_ENV = "EDGE_AGE_DATA"
 _CHUNK = 512
 _META_KEYS = {"names", "sha256", "phash", "unreadable", "ignored", "images_sha256"}
 log = logging.getLogger(__name__)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("EDGE_AGE_CACHE", Path.home() / ".cache" / "edge-age"))
-
-
 def data_path(path: str | os.PathLike | None) -> Path:
     """The dataset location: ``path`` if given, else ``$EDGE_AGE_DATA``."""
-    if path:
-        return Path(path)
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV])
-    raise EdgeAgeError(f"no dataset given: pass DATA or set {DATA_ENV}")
+    found = data_root(path)
+    if found is None:
+        raise EdgeAgeError(f"no dataset given: pass DATA or set {DATA_ENV}")
+    return found
 
 
 @dataclass
@@ -131,14 +126,16 @@ def _decode_all(source: Source, size: int) -> tuple[dict, np.ndarray]:
                 rows.append(rgb)
     unreadable = sorted(unreadable + source.unreadable)
     if not names and not unreadable:
-        raise EdgeAgeError(f"no image files in {source.path}" + (f" ({len(source.ignored)} other file(s))" if source.ignored else ""))
+        raise EdgeAgeError(f"no image files in {source.path}" + (f" ({len(source.ignored)} other "
+                                                                 "file(s))" if source.ignored else ""))
     images = np.stack(rows) if rows else np.zeros((0, size, size, 3), np.uint8)
-    return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable, "ignored": source.ignored}, images
+    return {"names": names, "sha256": digests, "phash": hashes, "unreadable": unreadable,
+            "ignored": source.ignored}, images
 
 
 def native_size(path: str | os.PathLike) -> int | None:
     """The side in pixels of the first readable image under ``path``: the chips' own resolution."""
-    for _, data in open_source(path).iter_files():
+    for _, data in open_dataset(path).iter_files():
         image = decode_image(data, cv2.IMREAD_GRAYSCALE)
         if image is not None:
             return int(max(image.shape))
@@ -149,7 +146,7 @@ def load_faces(path: str | os.PathLike | None, size: int = DEFAULT_SIZE, use_cac
     """Read, decode and resize every image under ``path`` (folder or archive), through the cache.
 
     A damaged cache entry is decoded again (with a warning); a cache that cannot be written is done without."""
-    source = open_source(data_path(path))
+    source = open_dataset(data_path(path))
     fingerprint = source.fingerprint()
     key = hashlib.sha256(f"{CACHE_FORMAT}|{fingerprint}|{size}".encode()).hexdigest()[:24]
     entry = cache_root() / "faces" / key
@@ -166,14 +163,6 @@ def load_faces(path: str | os.PathLike | None, size: int = DEFAULT_SIZE, use_cac
                    from_cache=found is not None)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_entry(entry: Path) -> tuple[dict, np.ndarray] | None:
     """A cache entry's metadata and its images (memory-mapped), or None, with a warning, when the entry
     is damaged: ``meta.json`` unreadable, or ``images.npy`` not matching the checksum and size it records."""
@@ -181,7 +170,7 @@ def _read_entry(entry: Path) -> tuple[dict, np.ndarray] | None:
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or not _META_KEYS <= set(meta):
             raise ValueError("meta.json is not the metadata of a cache entry")
-        if _file_sha256(entry / "images.npy") != meta["images_sha256"]:
+        if file_sha256(entry / "images.npy") != meta["images_sha256"]:
             raise ValueError("images.npy does not match its checksum")
         images = np.load(entry / "images.npy", mmap_mode="r")
         if images.ndim != 4 or not len(images) == len(meta["names"]) == len(meta["sha256"]) == len(meta["phash"]):
@@ -203,7 +192,8 @@ def _store(entry: Path, meta: dict, images: np.ndarray) -> None:
         return
     try:
         np.save(work / "images.npy", images)
-        (work / "meta.json").write_text(to_json({**meta, "images_sha256": _file_sha256(work / "images.npy")}, indent=None))
+        (work / "meta.json").write_text(to_json({**meta, "images_sha256": file_sha256(work / "images.npy")},
+                                                indent=None))
         shutil.rmtree(entry, ignore_errors=True)
         try:
             os.replace(work, entry)

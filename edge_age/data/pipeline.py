@@ -29,7 +29,7 @@ from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from edge_age.soft_targets import SoftTargets
+    from edge_age.data.soft_targets import SoftTargets
 
 MAX_ROTATION_DEG = 10.0
 MAX_SHIFT = 0.08
@@ -57,8 +57,8 @@ def tempered(dist: np.ndarray, temperature: float) -> np.ndarray:
 
 def make_dataset(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, *, batch_size: int = 64,
                  training: bool = False, augment: float = 1.0, seed: int = 0, input_size: int | None = None,
-                 sigma: float = 2.0, max_age: int = 116, teacher: "SoftTargets | None" = None,
-                 gender_weight: float = 0.0, temperature: float = 1.0) -> "tf.data.Dataset":
+                 sigma: float = 2.0, max_age: int = 116, teacher: SoftTargets | None = None,
+                 gender_weight: float = 0.0, temperature: float = 1.0) -> tf.data.Dataset:
     """Batches of ``(x, targets, sample_weight)`` from uint8 RGB ``images`` (N, S, S, 3) and their labels.
 
     ``training`` shuffles (seeded, anew each epoch) and augments with strength
@@ -131,7 +131,7 @@ def _check(images: np.ndarray, ages: np.ndarray, genders: np.ndarray, max_age: i
     return ages, genders
 
 
-def _augment(x: "tf.Tensor", u: "tf.Tensor", strength: float, size: int) -> "tf.Tensor":
+def _augment(x: tf.Tensor, u: tf.Tensor, strength: float, size: int) -> tf.Tensor:
     """Warp, brighten and contrast a float 0..255 batch by uniforms ``u`` (B, 7) in [-1, 1]; out (B, size, size, 3)."""
     import tensorflow as tf
 
@@ -144,7 +144,7 @@ def _augment(x: "tf.Tensor", u: "tf.Tensor", strength: float, size: int) -> "tf.
     return tf.clip_by_value((x - mean) * contrast + mean + brightness, 0.0, 255.0)
 
 
-def _affine(u: "tf.Tensor", strength: float, src: int, dst: int) -> "tf.Tensor":
+def _affine(u: tf.Tensor, strength: float, src: int, dst: int) -> tf.Tensor:
     """Rows ``[a0, a1, a2, b0, b1, b2, 0, 0]`` mapping output to input pixels, from uniforms in [-1, 1].
 
     Columns of ``u``: flip (when negative), rotation, shift x, shift y, scale.

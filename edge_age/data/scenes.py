@@ -31,7 +31,8 @@ class Chip:
 
 
 def read_chips(folder: Path, names: list[str] | None = None, count: int | None = None, seed: int = 0) -> list[Chip]:
-    """``count`` chips (all if None) drawn with ``seed`` from the given names, or from every usable name in the folder."""
+    """``count`` chips (all if None) drawn with ``seed`` from the given names, or from every usable name in the
+    folder."""
     folder = Path(folder)
     if not folder.is_dir():
         hint = ": extract the archive first" if folder.is_file() else ""
@@ -78,7 +79,7 @@ def paste(frame: np.ndarray, chip: np.ndarray, centre: tuple[float, float], side
     return tuple(float(v) for v in (x0[0], x0[1], y0[0] - x0[0], y0[1] - x0[1]))
 
 
-def make_photos(chips: list[Chip], out: Path, size=(640, 480), sides=(90, 260), max_angle: float = 12.0,
+def make_photos(chips: list[Chip], out: Path, size=(640, 480), sides=(90, 260), *, max_angle: float = 12.0,
                 seed: int = 0, grey_every: int = 0) -> Path:
     """One photo per chip at a random place, scale and rotation; writes the photos, ``labels.csv``
     (photo, labels, pasted box) and ``chips.csv`` (the same faces by chip name, to score the chips
@@ -126,7 +127,7 @@ def tracks(count: int, frames: int, size=(640, 480), seed: int = 0, churn: bool 
     return paths
 
 
-def make_video(chips: list[Chip], out: Path, frames: int = 90, fps: float = 15.0, size=(640, 480), seed: int = 0,
+def make_video(chips: list[Chip], out: Path, frames: int = 90, fps: float = 15.0, *, size=(640, 480), seed: int = 0,
                churn: bool = True) -> Path:
     """A video of ``len(chips)`` faces moving along :func:`tracks`; writes it and ``<video>.truth.json``
     (per frame: face index and box). Returns the video path (``.avi``, Motion JPEG)."""

@@ -6,13 +6,13 @@ import os
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
@@ -126,7 +126,7 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise EdgeAgeError(f"archive {path} is truncated or corrupt: {exc}") from None
 
 
-def open_source(path: str | os.PathLike) -> Source:
+def open_dataset(path: str | os.PathLike) -> Source:
     """Check that ``path`` is a folder or a supported archive and return its ``Source``."""
     path = Path(path).expanduser()
     if not path.exists():

@@ -13,7 +13,6 @@ Duplicate policy (one image per cluster survives):
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from edge_age.data.audit import Audit, components
 from firmware_host import atomic
+from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
 
 SIDES = ("train", "val", "test")
@@ -174,19 +174,12 @@ def write_split(split: Split, path: str | Path) -> Path:
 def read_split(path: str | Path) -> Split:
     """Read a split CSV, checking its columns and values."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EdgeAgeError(f"cannot read split file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise EdgeAgeError(f"split file {path} is not a text CSV") from None
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise EdgeAgeError(f"split file {path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
+    reader = read_table(path, "split file", columns=COLUMNS, not_text="is not a text CSV")
     rows = []
     for line, rec in enumerate(reader, start=2):
         try:
-            row = Row(rec["file"], int(rec["age"]), int(rec["gender"]), int(rec["race"]), int(rec["group"]), rec["split"])
+            row = Row(rec["file"], int(rec["age"]), int(rec["gender"]), int(rec["race"]), int(rec["group"]),
+                      rec["split"])
         except (TypeError, ValueError):
             raise EdgeAgeError(f"split file {path}, line {line}: bad value in {dict(rec)}") from None
         if row.split not in SIDES:
@@ -195,11 +188,6 @@ def read_split(path: str | Path) -> Split:
     if not rows:
         raise EdgeAgeError(f"split file {path} has no rows")
     return Split(rows)
-
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file, for model cards."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def check_split(split: Split) -> dict:

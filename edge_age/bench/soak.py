@@ -1,0 +1,147 @@
+"""``make soak``: a long ``edge-age run`` on a looping generated video with ``--serve`` and one client reading
+the MJPEG stream; the run's memory (RSS) and open files are sampled every ``--every`` seconds, and
+``soak.json`` and ``soak.md`` say how they went.
+
+    python -m edge_age.bench.soak --seconds 3600 --data FOLDER_OF_CHIPS --out runs/soak
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from firmware_host import atomic
+from firmware_host.jsonio import write_json
+from firmware_host.mjpeg import BOUNDARY
+
+
+def sample(pid: int) -> dict:
+    """Resident memory in MiB and open file descriptors of process ``pid`` (psutil if installed, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        status = Path(f"/proc/{pid}/status").read_text()
+        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return {"rss_mib": round(rss_kb / 1024, 1), "open_files": len(os.listdir(f"/proc/{pid}/fd"))}
+    process = psutil.Process(pid)
+    return {"rss_mib": round(process.memory_info().rss / 2**20, 1), "open_files": process.num_fds()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Viewer(threading.Thread):
+    """One client reading the MJPEG stream until it ends; counts the frames it received."""
+
+    def __init__(self, url: str):
+        super().__init__(name="viewer", daemon=True)
+        self.url, self.frames, self.error = url, 0, None
+
+    def run(self) -> None:
+        tail = b""
+        try:
+            with urllib.request.urlopen(self.url, timeout=60) as stream:
+                while chunk := stream.read(65536):
+                    data = tail + chunk
+                    self.frames += data.count(f"--{BOUNDARY}".encode())
+                    tail = data[-len(BOUNDARY) - 2:]
+        except OSError as exc:
+            self.error = str(exc)
+
+
+def wait_for_stream(base: str, run: subprocess.Popen, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and run.poll() is None:
+        try:
+            urllib.request.urlopen(base + "frame.jpg", timeout=10).read()
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"soak: the run never served a frame (exit code {run.poll()})")
+
+
+def summary(samples: list[dict], report: dict, viewer: Viewer, seconds: float) -> dict:
+    """RSS at 1 min and at the end, peak open files, frames and fps of the run, frames the viewer got."""
+    minute = next((s for s in samples if s["t_s"] >= 60), samples[-1] if samples else None)
+    return {"seconds": seconds, "status": report.get("status"), "frames": report.get("frames"),
+            "fps": report.get("fps"), "source_loops": report.get("source_loops"),
+            "rss_mib_at_1_min": minute and minute["rss_mib"],
+            "rss_mib_at_end": samples[-1]["rss_mib"] if samples else None,
+            "peak_open_files": max((s["open_files"] for s in samples), default=None),
+            "viewer_frames": viewer.frames, "viewer_error": viewer.error, "samples": samples}
+
+
+def markdown(result: dict) -> str:
+    rows = "\n".join(f"| {s['t_s']:.0f} | {s['rss_mib']} | {s['open_files']} |" for s in result["samples"])
+    return (f"# Soak: {result['seconds']:.0f} s of edge-age run --loop --serve with one viewer\n\n"
+            f"| figure | value |\n| --- | --- |\n| run status | {result['status']} |\n"
+            f"| frames | {result['frames']} |\n| fps | {result['fps']} |\n| video loops | {result['source_loops']} |\n"
+            f"| RSS at 1 min (MiB) | {result['rss_mib_at_1_min']} |\n| RSS at the end (MiB) | "
+            f"{result['rss_mib_at_end']} |\n"
+            f"| peak open files | {result['peak_open_files']} |\n| frames the viewer received | "
+            f"{result['viewer_frames']} |\n\n"
+            f"| t (s) | RSS (MiB) | open files |\n| --- | --- | --- |\n{rows}\n")
+
+
+def soak(*, data: Path, out: Path, seconds: float, every: float, max_fps: float, model: str) -> dict:
+    """Run the soak and write ``soak.json`` and ``soak.md`` into ``out``."""
+    out = atomic.writable_dir(out)
+    cli = [sys.executable, "-m", "edge_age"]
+    video = out / "soak.avi"
+    subprocess.run([*cli, "data", "video", str(data), "--faces", "2", "--frames", "150", "--out", str(video)],
+                   check=True)
+    port = free_port()
+    run = subprocess.Popen([*cli, "run", "-m", model, "-s", str(video), "--loop", "--serve", str(port), "--max-fps",
+                            str(max_fps), "--duration", str(seconds), "--threads", "1", "--out", str(out / "run")])
+    base = f"http://127.0.0.1:{port}/"
+    wait_for_stream(base, run)
+    viewer = Viewer(base + "stream.mjpg")
+    viewer.start()
+    start, due, samples, latest = time.monotonic(), 0.0, [], None
+    while run.poll() is None:
+        try:  # every half second, so that the last sample is taken just before the run ends
+            latest = {"t_s": round(time.monotonic() - start, 1), **sample(run.pid)}
+        except (OSError, StopIteration):  # the run ended between poll() and the sample
+            break
+        if latest["t_s"] >= due:
+            samples.append(latest)
+            print(f"soak: {latest}", file=sys.stderr)
+            due += every
+        time.sleep(0.5)
+    if latest and (not samples or latest is not samples[-1]):
+        samples.append(latest)
+    run.wait()
+    report = json.loads((out / "run" / "run_report.json").read_text())
+    result = summary(samples, report, viewer, seconds)
+    with atomic.file_set(out, "soak") as staging:
+        write_json(staging / "soak.json", result)
+        atomic.write_text(staging / "soak.md", markdown(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="Folder of face chips for the generated video.")
+    parser.add_argument("--out", type=Path, default=Path("runs/soak"))
+    parser.add_argument("--seconds", type=float, default=3600.0)
+    parser.add_argument("--every", type=float, default=30.0, help="Seconds between samples.")
+    parser.add_argument("--max-fps", type=float, default=10.0, help="The run's frame-rate cap (spares the CPU).")
+    parser.add_argument("--model", default="s")
+    args = parser.parse_args(argv)
+    result = soak(data=args.data, out=args.out, seconds=args.seconds, every=args.every, max_fps=args.max_fps,
+                  model=args.model)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""``edge-age train``, ``teacher``, ``models`` and ``bundle``: a model, the family's teacher,
+the bundled members."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from firmware_host.errors import EdgeAgeError
+
+
+def train(
+    data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    split: Path = typer.Option(..., help="Split CSV from 'edge-age data split'."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
+    preset: str | None = typer.Option(None, help="Start from a preset: reference, tiny, or a family member m, s or n."),
+    arch: str | None = typer.Option(None, help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large."),
+    alpha: float | None = typer.Option(None, help="Width multiplier."),
+    input_size: int | None = typer.Option(None, help="Input size in pixels (square)."),
+    minimalistic: bool | None = typer.Option(None, help="MobileNetV3 minimalistic (no SE, no hard-swish)."),
+    head: str | None = typer.Option(None, help="Age head: ldl (label distribution) or regression."),
+    epochs: int | None = typer.Option(None),
+    batch: int | None = typer.Option(None),
+    lr: float | None = typer.Option(None, help="Peak learning rate (cosine schedule with warm-up)."),
+    sigma: float | None = typer.Option(None, help="Spread of the Gaussian age targets, in years."),
+    weights: Path | None = typer.Option(None, help="ImageNet no-top .h5 for the backbone; none = from scratch."),
+    augment: float | None = typer.Option(None, help="Augmentation strength (0 = none)."),
+    qat_epochs: int | None = typer.Option(None, help="Quantization-aware fine-tuning epochs after float training."),
+    qat_lr: float | None = typer.Option(None, help="Peak learning rate of the QAT fine-tuning."),
+    patience: int | None = typer.Option(None, help="Early stopping patience on validation MAE, in epochs."),
+    seed: int | None = typer.Option(None),
+    strategy: str | None = typer.Option(None, help="default, mirrored or multi-worker (TF_CONFIG)."),
+    soft_targets: Path | None = typer.Option(None, help="Distil from a teacher's soft_targets.npz ('edge-age "
+                                                        "teacher')."),
+    teacher_weight: float | None = typer.Option(None, help="Share of the teacher's age distribution in the age loss "
+                                                           "[0.5]."),
+    gender_teacher_weight: float | None = typer.Option(None, help="Share of the teacher's P(female) in the gender "
+                                                                  "target [0.5]."),
+    temperature: float | None = typer.Option(None, help="Distillation temperature [1.0]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+) -> None:
+    """Train the age/gender model (float, then quantization-aware) and evaluate it on the test side."""
+    from dataclasses import replace
+
+    from edge_age.train.loop import PRESETS, TrainConfig
+    from edge_age.train.loop import train as run_training
+    from edge_age.train.models import ModelSpec
+
+    if preset and preset not in PRESETS:
+        raise EdgeAgeError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    config = TrainConfig(**PRESETS.get(preset or "", {}))
+    given = {k: v for k, v in dict(arch=arch, alpha=alpha, input_size=input_size, minimalistic=minimalistic,
+                                      head=head).items() if v is not None}
+    spec = replace(config.spec, **given) if given else config.spec
+    options = {k: v for k, v in dict(epochs=epochs, batch=batch, lr=lr, sigma=sigma, augment=augment,
+                                     qat_epochs=qat_epochs, qat_lr=qat_lr, patience=patience, seed=seed,
+                                     strategy=strategy,
+                                     weights=str(weights) if weights else None,
+                                     soft_targets=str(soft_targets) if soft_targets else None,
+                                     teacher_weight=teacher_weight, gender_teacher_weight=gender_teacher_weight,
+                                     temperature=temperature).items() if v is not None}
+    config = replace(config, spec=ModelSpec(**spec.to_dict()).check(), **options)
+    metrics = run_training(data, split, out, config, resume=resume)
+    for phase in ("float", "qat"):
+        if phase in metrics:
+            m = metrics[phase]
+            typer.echo(f"{phase}: test MAE {m['mae']:.2f}, CS@5 {m['cs5']:.1%}, "
+                       f"gender {m.get('gender_accuracy', float('nan')):.1%} (n={m['n']})")
+    typer.echo(f"wrote {out} in {metrics['train_minutes']} min")
+
+
+def teacher(
+    members: list[Path] = typer.Argument(..., help="Float .keras/.h5 models to average (each also on the mirror "
+                                                   "image)."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    split: Path = typer.Option(..., help="Split CSV: soft targets for its train and val sides."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for teacher.keras, soft_targets.npz, teacher.json."),
+) -> None:
+    """Build the teacher ensemble and store its soft targets for distillation ('edge-age train --soft-targets')."""
+    from edge_age.train.teacher import make_teacher
+    meta = make_teacher(members, data=data, split_path=split, out=out)
+    typer.echo(f"wrote {out}/teacher.keras and soft targets of {meta['faces']} faces ({', '.join(meta['sides'])})")
+
+
+def models(
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list (name, files: target -> path, figures)."),
+) -> None:
+    """The bundled model family: each member's size, accuracy on the test split and latency; usable by name."""
+    from edge_age.members import DEFAULT_MEMBER, members
+    from edge_age.report.page import md_table
+
+    family = members()
+    if json_out:
+        typer.echo(json.dumps([m.summary() for m in family], indent=1))
+        return
+    rows = []
+    for m in family:
+        f, t = m.facts, m.facts.get("targets", {}).get("int8-qat", {})
+        p50 = f.get("latency_ms_p50", {}).get("1", t.get("latency_ms_p50", float("nan")))
+        rows.append([m.name + (" (default)" if m.name == DEFAULT_MEMBER else ""), f["arch"], f["input_size"],
+                     f"{f['params'] / 1e6:.2f} M", f"{f['macs'] / 1e6:.0f} M", f"{t.get('size_kb', 0):.0f} KB",
+                     f"{t.get('mae', float('nan')):.2f}", f"{t.get('cs5', float('nan')):.1%}",
+                     f"{t.get('gender_accuracy', float('nan')):.1%}", f"{p50:.2f}"])
+    typer.echo(md_table(["name", "architecture", "input", "params", "MACs", "int8 file", "MAE", "CS@5", "gender",
+                         "p50 ms (1 thread)"], rows))
+    typer.echo("Figures: int8-qat file on the test split of the build machine; use a name wherever a model goes, "
+               "e.g. 'edge-age run -m n'.")
+
+
+def bundle(
+    name: str = typer.Argument(..., help="The member's name (m, s or n)."),
+    run_dir: Path = typer.Option(..., "--run", help="Its training run folder."),
+    converted: Path = typer.Option(..., "--converted", help="Its 'edge-age convert --split' output folder."),
+    copy_keras: bool = typer.Option(False, help="Copy the Keras float and QAT models into the package too."),
+    bench_json: Path | None = typer.Option(None, "--bench", help="Take the CPU latency from this bench.json."),
+) -> None:
+    """Install a trained, converted member into the package's family folder (maintainers: 'make family')."""
+    from edge_age.train.bundle import bundle_member
+
+    facts = bundle_member(name, run=run_dir, converted=converted, copy_keras=copy_keras, bench=bench_json)
+    typer.echo(f"bundled {name}: {', '.join(facts['files'])}")

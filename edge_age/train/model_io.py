@@ -1,0 +1,76 @@
+"""Model I/O: load and save Keras models (float ``.keras``/``.h5``, QAT ``.h5``) and the ``device.json`` of facts
+the runtime needs, saved beside a trained model. TensorFlow loads on first use."""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from converters.tf_setup import keras
+from edge_age.train.models import ModelSpec, custom_objects
+from firmware_host import atomic
+from firmware_host.errors import EdgeAgeError
+from firmware_host.jsonio import write_json
+
+DEVICE_FILE = "device.json"
+
+
+def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) -> Path:
+    """What the runtime needs to feed and read the model, saved beside it (``device.json``) for every sidecar."""
+    from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE
+    facts = {"input_size": spec.input_size, "chip_resolution": chip_resolution, "color_order": COLOR_ORDER,
+             "pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "ages": [0, spec.max_age],
+             "age_decode": "softmax_expectation" if spec.head == "ldl" else "value",
+             "gender_decode": "sigmoid_probability"}
+    return write_json(Path(run) / DEVICE_FILE, facts)
+
+
+def read_device_facts(model: Path) -> dict:
+    """The ``device.json`` saved beside a model when it was trained, or ``{}`` for a run made before it existed."""
+    path = Path(model).parent / DEVICE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise EdgeAgeError(f"{path} is not valid JSON: {exc}") from None
+    res = facts.get("chip_resolution") if isinstance(facts, dict) else None
+    if not isinstance(facts, dict) or not (res is None or (isinstance(res, int) and 8 <= res <= 4096)):
+        raise EdgeAgeError(f"{path}: chip_resolution must be a whole number of pixels in 8..4096")
+    return facts
+
+
+def quantize(model):
+    """A quantization-aware copy of a float model."""
+    import tensorflow_model_optimization as tfmot
+    return tfmot.quantization.keras.quantize_model(model)
+
+
+def save_model(model, path: Path) -> Path:
+    """Save graph and weights without optimizer state, atomically (``.h5`` for QAT models: ``.keras`` does not
+    reload)."""
+    with atomic.atomic_path(path) as tmp:
+        if path.suffix == ".h5":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "HDF5 is legacy": it is the format a QAT model reloads from
+                model.save(str(tmp), include_optimizer=False)
+        else:
+            clean = keras().models.clone_model(model)
+            clean.set_weights(model.get_weights())
+            clean.save(str(tmp))
+    return path
+
+
+def load_model(path: str | Path):
+    """A float ``.keras``/``.h5`` or a QAT ``.h5`` model, uncompiled."""
+    import tensorflow_model_optimization as tfmot
+    k = keras()
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeAgeError(f"model file {path} does not exist")
+    try:
+        with tfmot.quantization.keras.quantize_scope(), k.utils.custom_object_scope(custom_objects()):
+            return k.models.load_model(str(path), compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EdgeAgeError(f"{path} is not a readable Keras model: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None

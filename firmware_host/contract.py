@@ -1,0 +1,48 @@
+"""The model-output contract: an edge-age model has one output whose name ends in ``age`` (logits over whole
+years, or one regression value) and one ending in ``gender`` (the probability of female). QAT prefixes the
+names (``quant_age``), and TFLite does not keep their order, so outputs are always picked by name, here."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from firmware_host.errors import EdgeAgeError
+from firmware_host.postprocess import expected_age
+
+HEADS = ("age", "gender")
+
+
+def output_key(keys: Iterable[str], head: str) -> str | None:
+    """The first key ending in ``head`` ("age" or "gender"), or None."""
+    return next((k for k in keys if k.endswith(head)), None)
+
+
+def is_age_gender(keys: Iterable[str]) -> bool:
+    """Whether ``keys`` hold both an age and a gender output."""
+    keys = list(keys)
+    return all(output_key(keys, head) is not None for head in HEADS)
+
+
+def head_of(key: str) -> str:
+    """"age" for an age output's key, else "gender"."""
+    return "age" if key.endswith("age") else "gender"
+
+
+def split_outputs(outputs: Mapping[str, object]) -> tuple[object, object]:
+    """(age output, gender output) of a model's outputs by name, as they are (tensors or arrays)."""
+    age, gender = (outputs[k] if (k := output_key(outputs, head)) is not None else None for head in HEADS)
+    if age is None or gender is None:
+        raise EdgeAgeError(f"model outputs {sorted(outputs)} are not named age and gender")
+    return age, gender
+
+
+def pick_outputs(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(age output, gender probability) from outputs named ``*age`` and ``*gender``."""
+    age, gender = split_outputs(outputs)
+    return age, gender[:, 0]
+
+
+def ages_from_output(age: np.ndarray) -> np.ndarray:
+    """Expected age from logits over ages, or the value of a regression head."""
+    return expected_age(age)[0] if age.shape[-1] > 1 else age[:, 0].astype(np.float64)
