@@ -264,3 +264,16 @@ def test_load_script_reports_latency(server, photos):
     assert result["requests"] >= 3 and result["statuses"] == {"200": result["requests"]}
     latency = result["latency_200"]
     assert latency["count"] == result["requests"] and latency["p99_ms"] >= latency["p50_ms"] > 0
+
+
+def test_the_listening_socket_is_tcp_so_answers_are_not_held_by_nagle():
+    """asyncio turns Nagle off only on sockets whose protocol is TCP; with proto 0 a kept-alive client waited
+    40 ms (its delayed ACK) for every answer after the first."""
+    import socket
+
+    from firmware_host.serve import bind
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
