@@ -13,7 +13,7 @@ from converters.tf_setup import keras, tensorflow
 from edge_age.data.names import MAX_AGE
 from firmware_host.errors import EdgeAgeError
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"  # edge_age/reference
 ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 HEADS = ("ldl", "regression")
 
