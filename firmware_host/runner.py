@@ -24,7 +24,7 @@ from firmware_host.logs import STATUS
 from firmware_host.outputs import FrameOutputs
 from firmware_host.predictor import AgeGenderModel
 from firmware_host.reduced import check_size
-from firmware_host.stages import StageTimer, summarize
+from firmware_host.stages import Durations, StageTimer, summarize
 from firmware_host.tracking import IouTracker
 from firmware_host.windows import Windows, check_seconds, drift, frame_summary
 
@@ -117,7 +117,7 @@ class Run:
         self.timer, self.tracker = StageTimer(), IouTracker(alpha=options.smoothing)
         self.frames = self.faces = 0
         self.reader: LatestFrames | None = None
-        self.frame_seconds: list[float] = []
+        self.frame_seconds, self.first_interval = Durations(), None  # the first interval includes start-up
         self.outputs = FrameOutputs(self.images, options.overlap)
         self.windows = Windows(options.window_s, frame_summary)
 
@@ -164,7 +164,10 @@ class Run:
                     time.sleep(max(0.0, began + 1 / self.o.max_fps - time.perf_counter()))
                 now = time.perf_counter()
                 self.windows.add(times, now)
-                self.frame_seconds.append(now - last)
+                if self.first_interval is None:
+                    self.first_interval = now - last
+                else:
+                    self.frame_seconds.append(now - last)
                 fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1 / max(now - last, 1e-6)
                 last = now
                 self.frames += 1
@@ -177,7 +180,8 @@ class Run:
 
     def report(self, started: float, thermal_before: dict, status: str, error: str | None) -> dict:
         wall = time.perf_counter() - started
-        per_frame = self.frame_seconds[1:] if len(self.frame_seconds) > 1 else self.frame_seconds
+        per_frame = self.frame_seconds if len(self.frame_seconds) or self.first_interval is None \
+            else [self.first_interval]
         return {
             "format": REPORT_FORMAT, "status": status, "error": error,
             "model": str(self.o.model), "target": self.model.info.target, "input_size": self.model.size,

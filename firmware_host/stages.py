@@ -10,14 +10,46 @@ import numpy as np
 STAGES = ("capture", "detect", "carry", "preprocess", "infer", "postprocess", "draw")
 
 
-def summarize(seconds: list[float]) -> dict:
-    """Count, mean, p50, p90, p99 and max of a list of durations, in milliseconds."""
-    if not seconds:
+KEPT = 100_000  # durations kept per series for its percentiles: a uniform sample of the whole run
+
+
+class Durations:
+    """A series of durations of bounded memory: count, mean and max exact over every one; percentiles from a
+    uniform sample of at most ``kept`` of them (reservoir sampling), so that a run of days holds a few MB."""
+
+    def __init__(self, kept: int = KEPT, seed: int = 0):
+        self._sample = np.empty(kept)
+        self._rng = np.random.default_rng(seed)
+        self.count, self.total, self.max = 0, 0.0, 0.0
+
+    def append(self, seconds: float) -> None:
+        slot = self.count if self.count < len(self._sample) else int(self._rng.integers(0, self.count + 1))
+        if slot < len(self._sample):
+            self._sample[slot] = seconds
+        self.count += 1
+        self.total += seconds
+        self.max = max(self.max, seconds)
+
+    def sample(self) -> np.ndarray:
+        return self._sample[:min(self.count, len(self._sample))]
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def summarize(seconds: list[float] | Durations) -> dict:
+    """Count, mean, p50, p90, p99 and max of durations, in milliseconds (percentiles of a long
+    :class:`Durations` come from its sample)."""
+    if not len(seconds):
         return {"count": 0}
-    ms = np.asarray(seconds) * 1000
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"count": len(ms), "mean_ms": round(float(ms.mean()), 3), "p50_ms": round(float(p50), 3),
-            "p90_ms": round(float(p90), 3), "p99_ms": round(float(p99), 3), "max_ms": round(float(ms.max()), 3)}
+    if isinstance(seconds, Durations):
+        sample, count, mean, top = seconds.sample(), seconds.count, seconds.total / seconds.count, seconds.max
+    else:
+        sample = np.asarray(seconds)
+        count, mean, top = len(sample), float(sample.mean()), float(sample.max())
+    p50, p90, p99 = np.percentile(sample * 1000, [50, 90, 99])
+    return {"count": count, "mean_ms": round(mean * 1000, 3), "p50_ms": round(float(p50), 3),
+            "p90_ms": round(float(p90), 3), "p99_ms": round(float(p99), 3), "max_ms": round(top * 1000, 3)}
 
 
 class StageTimer:
@@ -25,7 +57,7 @@ class StageTimer:
     timings of a stage in one frame add up, and :meth:`end_frame` records the frame's totals."""
 
     def __init__(self):
-        self.times: dict[str, list[float]] = defaultdict(list)
+        self.times: dict[str, Durations] = defaultdict(Durations)
         self.frame: dict[str, float] = {}
 
     @contextmanager
