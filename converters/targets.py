@@ -13,6 +13,7 @@ from typing import Protocol
 
 from converters.tf_setup import tensorflow
 from firmware_host.errors import EdgeAgeError
+from firmware_host.quiet import native_quiet
 
 
 class Search(Protocol):
@@ -25,9 +26,15 @@ def _converter(model):
     return tensorflow().lite.TFLiteConverter.from_keras_model(model)
 
 
+def _convert(conv) -> bytes:
+    """The converter's flatbuffer; its C++ log lines ("Ignored output_format", ...) hidden unless --verbose."""
+    with native_quiet():
+        return conv.convert()
+
+
 def float32(model, calibration=None) -> bytes:
     """Plain float32: the reference every other file is compared with."""
-    return _converter(model).convert()
+    return _convert(_converter(model))
 
 
 def float16(model, calibration=None) -> bytes:
@@ -36,14 +43,14 @@ def float16(model, calibration=None) -> bytes:
     conv = _converter(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
-    return conv.convert()
+    return _convert(conv)
 
 
 def dynamic(model, calibration=None) -> bytes:
     """Dynamic-range quantization: int8 weights, float activations, no calibration."""
     conv = _converter(model)
     conv.optimizations = [tensorflow().lite.Optimize.DEFAULT]
-    return conv.convert()
+    return _convert(conv)
 
 
 def ptq_converter(model, calibration, activations: int = 8):
@@ -68,7 +75,7 @@ def _full_integer(model, io_type, calibration=None, activations: int = 8) -> byt
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.inference_input_type = io_type
     conv.inference_output_type = io_type
-    return conv.convert()
+    return _convert(conv)
 
 
 def int8(model, calibration: Callable[[], Iterable] | None = None) -> bytes:

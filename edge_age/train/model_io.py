@@ -42,6 +42,7 @@ def read_device_facts(model: Path) -> dict:
 
 def quantize(model):
     """A quantization-aware copy of a float model."""
+    keras()  # TensorFlow first, quietly: tfmot imports it too
     import tensorflow_model_optimization as tfmot
     return tfmot.quantization.keras.quantize_model(model)
 
@@ -63,8 +64,8 @@ def save_model(model, path: Path) -> Path:
 
 def load_model(path: str | Path):
     """A float ``.keras``/``.h5`` or a QAT ``.h5`` model, uncompiled."""
+    k = keras()  # TensorFlow first, quietly: tfmot imports it too
     import tensorflow_model_optimization as tfmot
-    k = keras()
     path = Path(path)
     if not path.is_file():
         raise EdgeAgeError(f"model file {path} does not exist")
