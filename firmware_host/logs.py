@@ -22,7 +22,8 @@ class TerminalFormatter(logging.Formatter):
 
 
 def to_terminal(stream=None) -> logging.Handler:
-    """Send the library's warnings and status lines to ``stream`` (stderr), once per root logger."""
+    """Send the library's warnings and status lines to ``stream`` (stderr), once per root logger, and nowhere
+    else: a handler that another library put on the root logger (``logging.basicConfig``) gets none of them."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(TerminalFormatter())
     handler.addFilter(lambda record: record.levelno >= logging.WARNING or is_status(record))
@@ -30,4 +31,5 @@ def to_terminal(stream=None) -> logging.Handler:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        logger.propagate = False
     return handler
