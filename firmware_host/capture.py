@@ -51,17 +51,21 @@ class ImageSource:
                       else [path])
         if not self.files:
             raise EdgeAgeError(f"no images in {path}")
-        self.description, self.skipped = str(path), []
+        self.description, self.skipped, self.first_reason = str(path), [], ""
+
+    def check_any_read(self) -> None:
+        """After the last file: an error when not one of them could be read (a run of nothing is not a result)."""
+        if self.skipped and len(self.skipped) == len(self.files):
+            raise EdgeAgeError(f"no readable image in {self.description} ({self.first_reason})")
 
     def frames(self) -> Iterator[Frame]:
-        first_reason = ""
         for i, path in enumerate(self.files):
             start = time.perf_counter()
             image, reason = images.read(path, cv2.IMREAD_UNCHANGED)  # unreadable, over the pixel limit: skipped
             if image is None or image.ndim not in (2, 3):
                 reason = reason or f"an image of {image.ndim} dimensions"
                 log.warning("skipped %s: %s", path.name, reason)
-                first_reason = first_reason or f"{path.name}: {reason}"
+                self.first_reason = self.first_reason or f"{path.name}: {reason}"
                 self.skipped.append(path.name)
                 continue
             if image.ndim == 3 and image.shape[2] == 4:
@@ -69,8 +73,6 @@ class ImageSource:
             if image.dtype != np.uint8:
                 image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(image.max())))
             yield Frame(i, time.time(), image, time.perf_counter() - start, path.name)
-        if len(self.skipped) == len(self.files):
-            raise EdgeAgeError(f"no readable image in {self.description} ({first_reason})")
 
 
 class VideoSource:

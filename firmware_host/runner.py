@@ -13,7 +13,7 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from firmware_host import atomic, system_info
-from firmware_host.capture import LatestFrames, open_source
+from firmware_host.capture import ImageSource, LatestFrames, open_source
 from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
 from firmware_host.detectors import make_detector
 from firmware_host.errors import EdgeAgeError, user_message
@@ -175,6 +175,8 @@ class Run:
                 if (self.o.max_frames and self.frames >= self.o.max_frames) or (
                         self.o.duration and now - start >= self.o.duration):
                     return
+            if self.frames == 0 and isinstance(self.source, ImageSource):
+                self.source.check_any_read()
         finally:
             reader.close()
 
