@@ -17,11 +17,11 @@ def keras():
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with native_quiet():  # the lines printed before absl starts, and cuInit's at the first op
+        with native_quiet():  # the lines printed before absl starts, and cuInit's
             import tf_keras
             if not _ready:
                 import tensorflow as tf
-                tf.constant([1.0]) * 2
+                tf.config.list_physical_devices("GPU")  # cuInit's line now; logical devices stay configurable
     except ImportError:
         from firmware_host.errors import EdgeAgeError
         raise EdgeAgeError("training and conversion need TensorFlow: pip install 'edge-age[train]'") from None
