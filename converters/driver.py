@@ -1,6 +1,6 @@
 """The conversion driver: every target of the table built in a staging folder, described, validated and moved
 into the output folder only when its MAE on the validation faces is within ``threshold`` years of the float Keras
-model's, so a broken file never replaces a good one; each file gets its sidecar (``firmware_host.model_info``).
+model's, so a broken file never replaces a good one; each file gets its sidecar (``firmware_host.infer.model_info``).
 Every integer file also gets its per-layer error and its agreement with the float model (``converters.workbench``).
 
 It takes the Keras models, the faces and the Keras model's own scores as arguments: what data and metrics mean
@@ -18,13 +18,13 @@ import numpy as np
 
 from converters.targets import INTEGER_TARGETS, TARGETS
 from converters.workbench import Workbench
-from firmware_host import atomic
-from firmware_host.contract import is_age_gender
 from firmware_host.errors import EdgeAgeError
-from firmware_host.model_info import ModelInfo, Output, write_info
-from firmware_host.paths import file_sha256
-from firmware_host.predictor import predict_tflite
-from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
+from firmware_host.files import atomic
+from firmware_host.files.paths import file_sha256
+from firmware_host.infer.contract import is_age_gender
+from firmware_host.infer.model_info import ModelInfo, Output, write_info
+from firmware_host.infer.predictor import predict_tflite
+from firmware_host.infer.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def check_outputs(model, path: Path) -> None:
 
 def model_info(path: Path, name: str, source: Path, *, toolkit_version: str) -> ModelInfo:
     """The sidecar content of a converted file, read back from the file itself."""
-    from firmware_host.interpreter import make_interpreter
+    from firmware_host.infer.interpreter import make_interpreter
     interpreter = make_interpreter(path)
     runner = interpreter.get_signature_runner()
     (_, inp), = runner.get_input_details().items()
@@ -105,9 +105,9 @@ def _validate(path: Path, faces: Samples, reference: tuple[np.ndarray, np.ndarra
 
 
 def _describe(path: Path) -> dict:
-    from firmware_host.graph import activation_types, integer_only, op_counts, read_ops
-    from firmware_host.interpreter import coverage, make_interpreter
-    from firmware_host.latency import measure
+    from firmware_host.infer.graph import activation_types, integer_only, op_counts, read_ops
+    from firmware_host.infer.interpreter import coverage, make_interpreter
+    from firmware_host.pipeline.latency import measure
     ops = read_ops(path)
     interpreter = make_interpreter(path, threads=1)
     taken = coverage(interpreter)
@@ -263,8 +263,8 @@ class _Run:
 def _mixed(search, path: Path, staging: Path) -> dict:
     """The search's outcome, its cost in latency and size against pure int8, and what an Edge TPU would make of it."""
     from converters.edgetpu import check
-    from firmware_host.interpreter import make_interpreter
-    from firmware_host.latency import measure
+    from firmware_host.infer.interpreter import make_interpreter
+    from firmware_host.pipeline.latency import measure
     base = staging / "int8_base.tflite"
     base.write_bytes(search.debugger.base)
     p50 = {file: float(np.median(measure(make_interpreter(file, threads=1), runs=100)) * 1000) for file in (base, path)}

@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.graph import EIGHT_BIT, Op, TensorInfo, read_ops
+from firmware_host.files import atomic
+from firmware_host.infer.graph import EIGHT_BIT, Op, TensorInfo, read_ops
 
 # Coral's supported-operations table, as TFLite builtin op names.
 SUPPORTED_OPS = frozenset({

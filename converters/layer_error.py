@@ -173,7 +173,7 @@ def _sources(interpreter) -> dict[int, int]:
 
 def compare_files(quantized: Path, reference: Path, images: np.ndarray, *, description: str) -> list[Layer]:
     """The interpreter method: every compute op of ``quantized`` against the same op of the float ``reference``."""
-    from firmware_host.interpreter import make_interpreter
+    from firmware_host.infer.interpreter import make_interpreter
     q_it, r_it = make_interpreter(quantized, keep_tensors=True), make_interpreter(reference, keep_tensors=True)
     q_ops, r_ops = _compute_ops(q_it), _compute_ops(r_it)
     q_detail, r_detail = _details(q_it), _details(r_it)
@@ -205,7 +205,7 @@ def _run(interpreter, pairs: list[tuple[int, int]], images: np.ndarray, descript
          reference=None) -> list[_Sums]:
     """Sums of each (quantized tensor, float tensor) pair over ``images``; the float tensors are read from
     ``reference`` when given (run on the same image), else from the same interpreter."""
-    from firmware_host.interpreter import invoke
+    from firmware_host.infer.interpreter import invoke
     detail = _details(interpreter)
     sums = [_Sums() for _ in pairs]
     for image in track(images, description, total=len(images)):
@@ -297,7 +297,7 @@ class Int8Debugger:
 
 
 def _model_interpreter(model: bytes, keep_tensors: bool = False):
-    from firmware_host.interpreter import _litert
+    from firmware_host.infer.interpreter import _litert
     litert = _litert()
     debug = {}
     if keep_tensors:

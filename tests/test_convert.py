@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from converters.targets import DEFAULT_TARGETS
-from firmware_host.graph import integer_only, io_types, read_ops
-from firmware_host.model_info import read_info
+from firmware_host.infer.graph import integer_only, io_types, read_ops
+from firmware_host.infer.model_info import read_info
 from tests.conftest import UTK64, assert_user_error, copy_slice, run_cli, sample_names
 
 

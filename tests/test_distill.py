@@ -78,7 +78,7 @@ def teacher_dir(tiny_run, faces, split, tmp_path_factory):
 
 
 def test_teacher_writes_soft_targets_with_fingerprints(teacher_dir, split):
-    from firmware_host.paths import file_sha256
+    from firmware_host.files.paths import file_sha256
     with np.load(teacher_dir / "soft_targets.npz") as z:
         meta = json.loads(str(z["meta"]))
         assert z["age"].shape == z["age_mirror"].shape and z["age"].shape[1] == 117

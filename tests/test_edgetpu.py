@@ -18,7 +18,7 @@ from converters.edgetpu import (
     compile_edgetpu,
 )
 from firmware_host.errors import EdgeAgeError
-from firmware_host.graph import EIGHT_BIT, activations, integer_only, io_types, op_counts, read_ops
+from firmware_host.infer.graph import EIGHT_BIT, activations, integer_only, io_types, op_counts, read_ops
 from tests.conftest import ROOT
 
 INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "LOGISTIC", "QUANTIZE", "SOFTMAX"}
@@ -87,7 +87,7 @@ def test_graph_module_needs_no_tensorflow(tiny):
                 if name.split(".")[0] in ("tensorflow", "tf_keras"):
                     raise ImportError(f"blocked {name}")
         sys.meta_path.insert(0, Block())
-        from firmware_host.graph import op_counts, read_ops
+        from firmware_host.infer.graph import op_counts, read_ops
         from converters.edgetpu import check
         print(op_counts(read_ops(sys.argv[1]))["CONV_2D"], check(sys.argv[1]).all_mapped)
         assert not any(m.split(".")[0] in ("tensorflow", "tf_keras") for m in sys.modules)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_age.data.scenes import background, make_photos
-from firmware_host import atomic
+from firmware_host.files import atomic
 from tests.browser import Browser
 from tests.conftest import UTK64, copy_slice, run_cli, sample_names
 from tests.scenes import YUNET, chips

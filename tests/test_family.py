@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_host.model_info import read_info
+from firmware_host.infer.model_info import read_info
 from tests.conftest import UTK64, UTK200, assert_user_error, copy_slice, run_cli, sample_names
 
 PREPROCESSING = ("input_size", "color_order", "pixel_scale", "pixel_offset", "input_dtype", "input_quantization")

@@ -15,12 +15,12 @@ import pytest
 from edge_age.bench.jobs import MAX_SAMPLES
 from edge_age.data.scenes import make_photos, make_video
 from edge_age.report.bench_page import SCHEMA_FILE, SCHEMA_VERSION
-from firmware_host.align import ALIGN_WITH
-from firmware_host.capture import VideoSource
-from firmware_host.detectors import make_detector
-from firmware_host.finder import FaceFinder
-from firmware_host.stages import StageTimer
-from firmware_host.tracking import iou
+from firmware_host.capture.sources import VideoSource
+from firmware_host.detect.align import ALIGN_WITH
+from firmware_host.detect.detectors import make_detector
+from firmware_host.detect.tracking import iou
+from firmware_host.pipeline.finder import FaceFinder
+from firmware_host.pipeline.stages import StageTimer
 from tests.conftest import assert_user_error, run_cli
 from tests.scenes import YUNET, chips, moving_video, without_tensorflow
 

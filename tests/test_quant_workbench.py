@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from firmware_host.graph import activation_types, io_types, read_ops
+from firmware_host.infer.graph import activation_types, io_types, read_ops
 from tests.conftest import assert_user_error, run_cli
 from tests.planted import PLANTED, build, own_answers_split
 

@@ -117,7 +117,7 @@ def _sidecar_cases(good: dict) -> dict:
 
 
 def test_bad_sidecars_are_refused_naming_the_field(model, tmp_path):
-    from firmware_host.predictor import AgeGenderModel
+    from firmware_host.infer.predictor import AgeGenderModel
     good = json.loads(model.with_suffix(".json").read_text())
     for i, (case, (sidecar, fragment)) in enumerate(_sidecar_cases(good).items()):
         copy = Path(shutil.copy(model, tmp_path / f"case{i}.tflite"))
@@ -130,7 +130,7 @@ def test_bad_sidecars_are_refused_naming_the_field(model, tmp_path):
 
 def test_a_model_of_another_task_is_refused(model, tmp_path):
     """BlazeFace's .tflite with an age model's sidecar copied beside it, through the CLI: one line, exit 2."""
-    from firmware_host.detectors import find_model
+    from firmware_host.detect.detectors import find_model
     blaze = Path(shutil.copy(find_model("blazeface"), tmp_path / "detector.tflite"))
     shutil.copy(model.with_suffix(".json"), blaze.with_suffix(".json"))
     image = sorted(UTK64.iterdir())[0]
@@ -213,7 +213,7 @@ def test_bad_labels_through_the_cli_and_strict_json(model, tmp_path):
 def test_to_json_is_strict():
     import numpy as np
 
-    from firmware_host.jsonio import to_json
+    from firmware_host.files.jsonio import to_json
     text = to_json({"nan": float("nan"), "inf": -math.inf, "np": np.float32(0.5), "arr": np.array([1, 2]), "t": (1,)})
     assert json.loads(text) == {"nan": None, "inf": None, "np": 0.5, "arr": [1, 2], "t": [1]}
 

@@ -13,8 +13,8 @@ import cv2
 import pytest
 
 from edge_age.data.scenes import make_photos, make_video
-from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE
-from firmware_host.tracking import iou
+from firmware_host.detect.tracking import iou
+from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE
 from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
 from tests.scenes import YUNET, chips, without_tensorflow
 

@@ -259,7 +259,7 @@ def test_page_in_a_real_browser(server, photos, tmp_path):
 
 
 def test_load_script_reports_latency(server, photos):
-    from firmware_host.serve_load import load
+    from firmware_host.serve.load import load
     result = load(server.url + "/predict", jpeg(first_photo(photos)), clients=3, seconds=2)
     assert result["requests"] >= 3 and result["statuses"] == {"200": result["requests"]}
     latency = result["latency_200"]
@@ -271,7 +271,7 @@ def test_the_listening_socket_is_tcp_so_answers_are_not_held_by_nagle():
     40 ms (its delayed ACK) for every answer after the first."""
     import socket
 
-    from firmware_host.serve import bind
+    from firmware_host.serve.app import bind
     sock = bind("127.0.0.1", 0)
     try:
         assert sock.proto == socket.IPPROTO_TCP

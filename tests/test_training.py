@@ -45,7 +45,7 @@ def test_qat_model_reloads_identically(tiny_run):
     import tensorflow_model_optimization as tfmot
 
     from edge_age.train.model_io import load_model
-    from firmware_host.preprocess import normalize
+    from firmware_host.infer.preprocess import normalize
     qat = load_model(tiny_run / "qat.h5")
     assert any("quant" in layer.name for layer in qat.layers)
     x = normalize(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))

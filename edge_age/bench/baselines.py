@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import check_schema, read_json
-from firmware_host.postprocess import softmax
+from firmware_host.files.jsonio import check_schema, read_json
+from firmware_host.infer.postprocess import softmax
 
 SCHEMA_FILE = Path(__file__).with_name("baseline.schema.json")
 ACCURACY_BATCH = 64
@@ -164,8 +164,8 @@ def predict(baseline: Baseline, faces: np.ndarray, threads: int = 1) -> tuple[np
 
 def measure(baseline: Baseline, threads: int = 1, runs: int = 50, warmup: int = 5, **timing) -> np.ndarray:
     """Seconds per ``session.run`` of one random face (batch 1) after ``warmup`` untimed runs: ``runs`` of
-    them, or as ``timing`` says (see ``firmware_host.latency.time_calls``)."""
-    from firmware_host.latency import time_calls
+    them, or as ``timing`` says (see ``firmware_host.pipeline.latency.time_calls``)."""
+    from firmware_host.pipeline.latency import time_calls
     sess = session(baseline, threads)
     name = sess.get_inputs()[0].name
     face = np.random.default_rng(0).integers(0, 256, (1, baseline.input_size, baseline.input_size, 3), dtype=np.uint8)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.defaults import WINDOW_S
 from firmware_host.errors import EdgeAgeError
-from firmware_host.windows import Windows, latency_summary
+from firmware_host.pipeline.defaults import WINDOW_S
+from firmware_host.pipeline.windows import Windows, latency_summary
 
 MAX_SAMPLES = 10_000  # samples a --duration row keeps, spread evenly over the run (its statistics use all)
 
@@ -136,8 +136,8 @@ def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) 
         times = baselines.measure(model, threads, timing.runs, timing.warmup, **options)
         size, cover, runtime = model.input_size, None, runtime_of("onnxruntime")
     else:
-        from firmware_host.interpreter import coverage, input_size, make_interpreter
-        from firmware_host.latency import measure
+        from firmware_host.infer.interpreter import coverage, input_size, make_interpreter
+        from firmware_host.pipeline.latency import measure
         interpreter = make_interpreter(Path(model), threads=threads, **delegate)
         cover = coverage(interpreter).to_dict()
         times = measure(interpreter, timing.runs, timing.warmup, **options)
@@ -154,7 +154,7 @@ def predict_job(kind: str, model, delegate: dict, threads: int, faces: np.ndarra
     if kind == "onnx":
         from edge_age.bench.baselines import predict
         return predict(model, faces, threads)
-    from firmware_host.predictor import predict_tflite
+    from firmware_host.infer.predictor import predict_tflite
     # Delegates other than XNNPACK (Edge TPU, GPU) get the file's own static batch of 1.
     batch = 64 if delegate["delegate"] == "cpu" else 1
     return predict_tflite(Path(model), faces, threads=threads, batch=batch, **delegate)

@@ -26,8 +26,8 @@ from edge_age.report.bench_page import (
     write_pages,
 )
 from edge_age.report.page import Section, md_table
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
 
 RUNTIMES = ("ai-edge-litert", "tflite-runtime", "onnxruntime")
 

@@ -18,11 +18,12 @@ from edge_age import __version__
 from edge_age.bench.baselines import Baseline, read_baseline
 from edge_age.bench.jobs import Timing, latency_job, latency_stats, predict_job, run_isolated
 from edge_age.report.bench_page import SCHEMA, SCHEMA_VERSION, measurements, write_bench, write_bench_json
-from firmware_host import atomic, system_info
 from firmware_host.errors import EdgeAgeError
-from firmware_host.interpreter import EDGETPU_OP, load_delegate, make_interpreter
-from firmware_host.model_info import check_model, read_info, sidecar_path
-from firmware_host.paths import file_sha256
+from firmware_host.files import atomic
+from firmware_host.files.paths import file_sha256
+from firmware_host.infer import system_info
+from firmware_host.infer.interpreter import EDGETPU_OP, load_delegate, make_interpreter
+from firmware_host.infer.model_info import check_model, read_info, sidecar_path
 from firmware_host.progress import progress_bar
 
 TFLITE_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4..8 of every .tflite file

@@ -17,9 +17,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from firmware_host import atomic
-from firmware_host.jsonio import write_json
-from firmware_host.mjpeg import BOUNDARY
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
+from firmware_host.sinks.mjpeg import BOUNDARY
 
 
 def sample(pid: int) -> dict:

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from edge_age.cli.options import DelegateLibraryOpt, DeviceOpt, SkipBadLabelsOpt
-from firmware_host.defaults import WINDOW_S
 from firmware_host.errors import EdgeAgeError
+from firmware_host.pipeline.defaults import WINDOW_S
 
 
 def _thread_counts(text: str) -> list[int]:
@@ -53,7 +53,7 @@ def bench(
     from edge_age.members import resolve_tflite
     from edge_age.report.bench_page import bench_table
     from edge_age.report.sustained import has_windows, verdict_lines
-    from firmware_host.windows import check_seconds
+    from firmware_host.pipeline.windows import check_seconds
 
     models = [resolve_tflite(m) for m in models]
 

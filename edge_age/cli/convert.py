@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.paths import data_root
+from firmware_host.files.paths import data_root
 
 
 def convert(

@@ -8,8 +8,8 @@ import typer
 
 from edge_age.cli.options import ChipsArg, DataArg
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import to_json, write_json
-from firmware_host.paths import data_root
+from firmware_host.files.jsonio import to_json, write_json
+from firmware_host.files.paths import data_root
 
 data_app = typer.Typer(no_args_is_help=True, help="Read, audit and split UTKFace-style face crops.")
 
@@ -58,7 +58,7 @@ def data_split(
     from edge_age.data.audit import audit_faces
     from edge_age.data.faceset import load_faces
     from edge_age.data.split import check_split, make_split, write_split
-    from firmware_host import atomic
+    from firmware_host.files import atomic
 
     faces = load_faces(data)
     result = make_split(audit_faces(faces), (train, val, test), seed, age_tolerance)

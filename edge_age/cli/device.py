@@ -16,9 +16,9 @@ from edge_age.cli.options import (
     ModelOpt,
     SkipBadLabelsOpt,
 )
-from firmware_host.defaults import DETECT_EVERY, WINDOW_S
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
+from firmware_host.files.jsonio import write_json
+from firmware_host.pipeline.defaults import DETECT_EVERY, WINDOW_S
 
 
 def run(
@@ -57,8 +57,8 @@ def run(
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
     from edge_age.members import resolve_tflite
-    from firmware_host.runner import RunOptions
-    from firmware_host.runner import run as run_pipeline
+    from firmware_host.pipeline.runner import RunOptions
+    from firmware_host.pipeline.runner import run as run_pipeline
 
     options = RunOptions(resolve_tflite(model), source, out=out, delegate=delegate, threads=threads,
                          delegate_library=delegate_library, device=device, detector=detector,
@@ -99,9 +99,9 @@ def predict(
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
     from edge_age.eval.evaluation import read_labels
     from edge_age.members import resolve_tflite
-    from firmware_host.detectors import make_detector
-    from firmware_host.photos import predict_images, write_rows
-    from firmware_host.predictor import AgeGenderModel
+    from firmware_host.detect.detectors import make_detector
+    from firmware_host.infer.predictor import AgeGenderModel
+    from firmware_host.pipeline.photos import predict_images, write_rows
     from firmware_host.progress import track
 
     truth = read_labels(labels, skip_bad_labels) if labels else None
@@ -138,8 +138,8 @@ def serve(
     """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
     import logging
 
-    from firmware_host.serve import LOG, ServeOptions
-    from firmware_host.serve import serve as run_server
+    from firmware_host.serve.app import LOG, ServeOptions
+    from firmware_host.serve.app import serve as run_server
 
     handler = logging.StreamHandler(sys.stderr)  # one timestamped line per request, beside main()'s warnings
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -160,7 +160,7 @@ def run_table(
 ) -> None:
     """Compare runs: settings, frames per second and per-stage p50 of each run_report.json, as a Markdown table."""
     from edge_age.report.run_table import run_table as table_of
-    from firmware_host import atomic
+    from firmware_host.files import atomic
 
     table = table_of(reports)
     typer.echo(table)

@@ -6,10 +6,10 @@ from pathlib import Path
 import typer
 
 from edge_age.cli.options import SkipBadLabelsOpt
-from firmware_host.defaults import DETECT_SIZE
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
-from firmware_host.paths import data_root
+from firmware_host.files.jsonio import write_json
+from firmware_host.files.paths import data_root
+from firmware_host.pipeline.defaults import DETECT_SIZE
 
 
 def evaluate(
@@ -44,7 +44,7 @@ def evaluate(
         pyplot()  # fail before the model runs when matplotlib is missing
     finder = None
     if detect:
-        from firmware_host.detectors import make_detector
+        from firmware_host.detect.detectors import make_detector
         if not labels or not data:
             raise EdgeAgeError("--detect needs --data (the photos' folder) and --labels (file,age[,gender])")
         finder = make_detector(detector, detector_model, detect_size=detect_size)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from firmware_host.defaults import DETECT_SIZE
+from firmware_host.pipeline.defaults import DETECT_SIZE
 
 SkipBadLabelsOpt = typer.Option(False, "--skip-bad-labels", help="Skip and count bad rows of --labels (age outside "
                                 "0..116, gender not 0/1/empty, a file listed twice) instead of stopping at the first.")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_age.data.split import Row, Split, age_bin
-from firmware_host import atomic
-from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
+from firmware_host.files.csvio import read_table
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # Installed from a wheel: edge_age/calibration_data; in a source checkout: calibration_data/ beside the package.

@@ -23,10 +23,11 @@ import numpy as np
 
 from edge_age.data.names import NameLabels, parse_name
 from edge_age.data.sources import Source, open_dataset
-from firmware_host import atomic, images
+from firmware_host.capture import images
 from firmware_host.errors import EdgeAgeError, user_message
-from firmware_host.jsonio import to_json
-from firmware_host.paths import DATA_ENV, cache_root, data_root, file_sha256
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import to_json
+from firmware_host.files.paths import DATA_ENV, cache_root, data_root, file_sha256
 from firmware_host.progress import track
 
 CACHE_FORMAT = 2  # 2: meta.json records the SHA-256 of images.npy

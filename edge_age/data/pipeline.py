@@ -1,7 +1,7 @@
 """The tf.data input pipeline for training and evaluating the two-head age/gender model.
 
 Each batch is ``(x, targets, sample_weight)``: ``x`` float32 RGB faces normalised
-with the constants of :mod:`firmware_host.preprocess` (the device uses the same),
+with the constants of :mod:`firmware_host.infer.preprocess` (the device uses the same),
 ``targets = {"age": Gaussian label distribution over ages 0..max_age,
 "gender": 0./1. of shape [1]}`` and ``sample_weight = {"age": 1, "gender": 0 where
 the gender is unknown (-1), else 1}``.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE
+from firmware_host.infer.preprocess import PIXEL_OFFSET, PIXEL_SCALE
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from edge_age.data.names import parse_name
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
 
 
 @dataclass

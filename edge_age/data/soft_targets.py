@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
 
 FORMAT = 1
 SIDES = ("train", "val")  # the split sides a teacher labels

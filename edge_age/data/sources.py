@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware_host.capture.images import IMAGE_SUFFIXES
 from firmware_host.errors import EdgeAgeError
-from firmware_host.images import IMAGE_SUFFIXES
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 

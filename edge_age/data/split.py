@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_age.data.audit import Audit, components
-from firmware_host import atomic
-from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
+from firmware_host.files.csvio import read_table
 
 SIDES = ("train", "val", "test")
 AGE_BINS = (0, 3, 10, 20, 30, 40, 50, 60, 70, 80)

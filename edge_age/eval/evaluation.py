@@ -11,10 +11,10 @@ import numpy as np
 from edge_age.data.faceset import load_faces
 from edge_age.data.names import MAX_AGE
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
-from firmware_host.contract import ages_from_output, split_outputs
-from firmware_host.csvio import read_table
 from firmware_host.errors import EdgeAgeError, literal
-from firmware_host.predictor import predict_tflite
+from firmware_host.files.csvio import read_table
+from firmware_host.infer.contract import ages_from_output, split_outputs
+from firmware_host.infer.predictor import predict_tflite
 from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class Labelled:
 
 def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(age, gender probability) for uint8 RGB faces."""
-    from firmware_host.preprocess import normalize
+    from firmware_host.infer.preprocess import normalize
     ages, genders = [], []
     for start in range(0, len(images), batch):
         out = model(normalize(np.asarray(images[start:start + batch])), training=False)
@@ -72,7 +72,7 @@ def evaluate_arrays(model, faces) -> dict:
 def model_input_size(path: Path) -> int:
     """The square input size of a model file, read without running it."""
     if path.suffix == ".tflite":
-        from firmware_host.interpreter import input_size, make_interpreter
+        from firmware_host.infer.interpreter import input_size, make_interpreter
         return input_size(make_interpreter(path))
     from edge_age.train.model_io import load_model
     return int(load_model(path).input_shape[1])
@@ -115,8 +115,8 @@ def detected_faces(data: Path, size: int, labels: Path, detector, *, resolution:
     also the photos where no face was found (left out of the scores)."""
     import cv2
 
-    from firmware_host import images
-    from firmware_host.faces import detect_and_crop
+    from firmware_host.capture import images
+    from firmware_host.pipeline.faces import detect_and_crop
 
     rows, bad = read_labels(labels, skip_bad_labels)
     if not rows:
@@ -188,8 +188,8 @@ def read_labels(path: Path, skip_bad: bool = False) -> tuple[list[tuple[str, int
 def _check_sidecar(model: Path) -> None:
     """A sidecar beside ``model`` must describe it (as ``predict`` and ``run`` require); a file without one is
     scored with the project's preprocessing."""
-    from firmware_host.interpreter import make_interpreter
-    from firmware_host.model_info import check_model, read_info, sidecar_path
+    from firmware_host.infer.interpreter import make_interpreter
+    from firmware_host.infer.model_info import check_model, read_info, sidecar_path
     if sidecar_path(model).exists():
         check_model(read_info(model), make_interpreter(model, threads=1), model)
 
@@ -205,7 +205,7 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         raise EdgeAgeError(f"model file {model} does not exist")
     missed = None
     if detector is not None and resolution is None and model.suffix == ".tflite":
-        from firmware_host.model_info import read_info
+        from firmware_host.infer.model_info import read_info
         resolution = read_info(model).extra.get("chip_resolution")
 
     def faces_at(size: int) -> Labelled:

@@ -11,8 +11,8 @@ from edge_age.data.audit import Audit
 from edge_age.data.names import GENDERS, MAX_AGE, RACES
 from edge_age.data.split import SIDES, Split
 from edge_age.report.page import data_uri, html_page, html_table, image_uri, md_table, pyplot, save_figure
-from firmware_host import atomic
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
 
 GENDER_NAMES = {0: "male", 1: "female", -1: "unknown"}
 RACE_NAMES = {**dict(enumerate(RACES)), -1: "unknown"}

@@ -9,10 +9,10 @@ from pathlib import Path
 from edge_age.report import bench_plots
 from edge_age.report import sustained as bench_sustained
 from edge_age.report.page import Section, md_table, pyplot, to_html, to_markdown
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import check_schema, write_json
-from firmware_host.windows import DRIFT
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import check_schema, write_json
+from firmware_host.pipeline.windows import DRIFT
 
 SCHEMA = "edge-age-bench"
 SCHEMA_VERSION = 2

@@ -8,8 +8,8 @@ from pathlib import Path
 from edge_age.report.bench_page import can_plot
 from edge_age.report.bench_plots import COLORS
 from edge_age.report.page import Section, md_table, pyplot, save_figure, to_html, to_markdown
-from firmware_host import atomic
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
 
 STEM = "convert_report"
 HEADER = ["target", "status", "KB", "activations", "MAE", "ΔMAE", "CS@5", "gender", "|Δage| to Keras",

@@ -18,7 +18,7 @@ from edge_age.report import eval_plots
 from edge_age.report import train_plots as plots
 from edge_age.report.bench_page import breakdown_sections
 from edge_age.report.page import Section, image_uri, pyplot, to_html, to_markdown
-from firmware_host import atomic
+from firmware_host.files import atomic
 
 SAMPLES_PER_GROUP = 8
 WORST = 24

@@ -8,7 +8,7 @@ import numpy as np
 
 from edge_age.eval.metrics import group_accuracy, roc_curve
 from edge_age.report.page import pyplot, save_figure
-from firmware_host import atomic
+from firmware_host.files import atomic
 
 TILE = 96  # montage tile size in pixels
 FONT = cv2.FONT_HERSHEY_SIMPLEX

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
 
 
 def pyplot():

@@ -16,10 +16,10 @@ from pathlib import Path
 from edge_age.report.page import md_table
 from edge_age.report.run_table import read_report, run_table
 from edge_age.report.sustained import row_drift, throttling_line
-from firmware_host import atomic
-from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE
-from firmware_host.detectors import DETECTORS
-from firmware_host.windows import DRIFT
+from firmware_host.detect.detectors import DETECTORS
+from firmware_host.files import atomic
+from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE
+from firmware_host.pipeline.windows import DRIFT
 
 RUN = ("edge-age run -m {model} -s {source} --detector DETECTOR --detect-size SIZE --detect-every EVERY "
        "--threads {threads} -o {folder}/runs/NAME")

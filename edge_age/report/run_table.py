@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edge_age.report.page import md_table
 from firmware_host.errors import EdgeAgeError
-from firmware_host.stages import STAGES
+from firmware_host.pipeline.stages import STAGES
 
 HEADER = ["run", "source", "model", "delegate/threads", "detector", "frames", "faces/frame", "fps", "detect px/every",
           "detected/carried", "with a face", *(f"{s} p50 ms" for s in STAGES), "dropped"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_age.report import bench_plots
-from firmware_host.windows import DRIFT, drift
+from firmware_host.pipeline.windows import DRIFT, drift
 
 
 def row_drift(row: dict) -> dict | None:

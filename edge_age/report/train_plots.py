@@ -7,7 +7,7 @@ import numpy as np
 
 from edge_age.eval.metrics import error_by_age
 from edge_age.report.page import pyplot, save_figure
-from firmware_host.csvio import read_rows
+from firmware_host.files.csvio import read_rows
 
 
 def predicted_vs_true(pred: np.ndarray, true: np.ndarray, path: Path) -> Path:

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from edge_age.members import FAMILY_DIR
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
 
 BUNDLED_TARGETS = ("int8-qat", "edgetpu")  # what the runtime-only install needs; the rest is one convert away
 
@@ -46,7 +46,7 @@ def _layers(model):
 
 def bench_latency(bench: Path, model: Path) -> dict:
     """p50 ms per CPU thread count of ``model`` (matched by SHA-256) in a ``bench.json``, and the device's name."""
-    from firmware_host.paths import file_sha256
+    from firmware_host.files.paths import file_sha256
     try:
         record = json.loads(Path(bench).read_text(encoding="utf-8"))
         digest = file_sha256(model)

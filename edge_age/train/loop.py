@@ -25,12 +25,12 @@ from edge_age.data.split import Split, read_split
 from edge_age.train.losses import age_loss_and_metric, distillation_loss
 from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
 from edge_age.train.models import ModelSpec, build_model
-from firmware_host import atomic
-from firmware_host.contract import head_of, output_key
 from firmware_host.errors import EdgeAgeError, literal
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
+from firmware_host.files.paths import file_sha256
+from firmware_host.infer.contract import head_of, output_key
 from firmware_host.logs import STATUS
-from firmware_host.paths import file_sha256
 
 log = logging.getLogger(__name__)
 

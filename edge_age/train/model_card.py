@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from edge_age.report.page import md_table
-from firmware_host import atomic
+from firmware_host.files import atomic
 
 PACKAGES = ("edge-age", "tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "opencv-python-headless")
 

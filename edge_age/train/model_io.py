@@ -8,16 +8,16 @@ from pathlib import Path
 
 from converters.tf_setup import keras
 from edge_age.train.models import ModelSpec, custom_objects
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
 
 DEVICE_FILE = "device.json"
 
 
 def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) -> Path:
     """What the runtime needs to feed and read the model, saved beside it (``device.json``) for every sidecar."""
-    from firmware_host.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE
+    from firmware_host.infer.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE
     facts = {"input_size": spec.input_size, "chip_resolution": chip_resolution, "color_order": COLOR_ORDER,
              "pixel_scale": PIXEL_SCALE, "pixel_offset": PIXEL_OFFSET, "ages": [0, spec.max_age],
              "age_decode": "softmax_expectation" if spec.head == "ldl" else "value",

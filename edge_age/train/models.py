@@ -2,7 +2,7 @@
 
 Flat means the backbone's layers sit in the same graph as the heads, which
 ``tfmot.quantization.keras.quantize_model`` requires. Pixel scaling stays outside
-the graph (``firmware_host.preprocess``).
+the graph (``firmware_host.infer.preprocess``).
 """
 from __future__ import annotations
 

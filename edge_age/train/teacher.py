@@ -19,10 +19,10 @@ import numpy as np
 from converters.tf_setup import keras, tensorflow
 from edge_age.data.soft_targets import FORMAT, SIDES, SoftTargets, write_soft_targets
 from edge_age.train.models import custom_objects
-from firmware_host import atomic
-from firmware_host.contract import split_outputs
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
+from firmware_host.infer.contract import split_outputs
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def build_teacher(members: list, input_size: int, *, mirror: bool = True):
 
 def teacher_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Age distributions (softmax of the age output) and P(female) for uint8 RGB faces."""
-    from firmware_host.preprocess import normalize
+    from firmware_host.infer.preprocess import normalize
     from firmware_host.progress import track
     tf = tensorflow()
     ages, females = [], []
@@ -68,7 +68,7 @@ def make_teacher(members: list[Path], *, data, split_path: Path, out: Path) -> d
     from edge_age.data.split import read_split
     from edge_age.train.loop import split_arrays
     from edge_age.train.model_io import load_model, save_model
-    from firmware_host.paths import file_sha256
+    from firmware_host.files.paths import file_sha256
     if not members:
         raise EdgeAgeError("the teacher needs at least one member model")
     out = atomic.writable_dir(out)

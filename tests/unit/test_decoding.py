@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_host.blazeface import anchors
+from firmware_host.detect.blazeface import anchors
 from firmware_host.errors import EdgeAgeError
-from firmware_host.predictor import decode_age
+from firmware_host.infer.predictor import decode_age
 
 
 def test_decode_age_follows_the_metadata():

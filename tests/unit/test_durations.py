@@ -1,7 +1,7 @@
 """Stage durations hold bounded memory over a long run: exact count, mean and max, percentiles from a sample."""
 import numpy as np
 
-from firmware_host.stages import Durations, summarize
+from firmware_host.pipeline.stages import Durations, summarize
 
 
 def test_short_series_are_exact():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown, cs, epsilon_error, mae, roc_auc
-from firmware_host.postprocess import expected_age
+from firmware_host.infer.postprocess import expected_age
 
 
 def test_age_metrics_by_hand():

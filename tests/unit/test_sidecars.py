@@ -4,7 +4,7 @@ import json
 import pytest
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.model_info import ModelInfo, Output, read_info, write_info
+from firmware_host.infer.model_info import ModelInfo, Output, read_info, write_info
 
 
 def _info() -> ModelInfo:

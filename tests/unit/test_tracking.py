@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_host.predictor import Prediction
-from firmware_host.tracking import IouTracker
+from firmware_host.detect.tracking import IouTracker
+from firmware_host.infer.predictor import Prediction
 
 
 def test_tracker_keeps_ids_and_smooths():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from firmware_host.windows import Windows, drift, latency_summary
+from firmware_host.pipeline.windows import Windows, drift, latency_summary
 
 
 def test_windows_and_drift():

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.contract import ages_from_output, pick_outputs
 from firmware_host.errors import EdgeAgeError
-from firmware_host.interpreter import coverage, invoke, make_interpreter
-from firmware_host.model_info import ModelInfo, check_model, read_info, signature_runner
-from firmware_host.postprocess import expected_age
+from firmware_host.infer.contract import ages_from_output, pick_outputs
+from firmware_host.infer.interpreter import coverage, invoke, make_interpreter
+from firmware_host.infer.model_info import ModelInfo, check_model, read_info, signature_runner
+from firmware_host.infer.postprocess import expected_age
 from firmware_host.progress import track
 
 

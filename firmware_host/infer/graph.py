@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_host.interpreter import make_interpreter
+from firmware_host.infer.interpreter import make_interpreter
 
 EIGHT_BIT = frozenset({"int8", "uint8"})
 _DELEGATE = "DELEGATE"

@@ -12,21 +12,22 @@ import time
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
-from firmware_host import atomic, system_info
-from firmware_host.capture import ImageSource, LatestFrames, open_source
-from firmware_host.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
-from firmware_host.detectors import make_detector
+from firmware_host.capture.sources import ImageSource, LatestFrames, open_source
+from firmware_host.detect.detectors import make_detector
+from firmware_host.detect.reduced import check_size
+from firmware_host.detect.tracking import IouTracker
 from firmware_host.errors import EdgeAgeError, user_message
-from firmware_host.faces import predict_faces
-from firmware_host.finder import FaceFinder, check_every
-from firmware_host.jsonio import write_json
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
+from firmware_host.infer import system_info
+from firmware_host.infer.predictor import AgeGenderModel
 from firmware_host.logs import STATUS
-from firmware_host.outputs import FrameOutputs
-from firmware_host.predictor import AgeGenderModel
-from firmware_host.reduced import check_size
-from firmware_host.stages import Durations, StageTimer, summarize
-from firmware_host.tracking import IouTracker
-from firmware_host.windows import Windows, check_seconds, drift, frame_summary
+from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
+from firmware_host.pipeline.faces import predict_faces
+from firmware_host.pipeline.finder import FaceFinder, check_every
+from firmware_host.pipeline.stages import Durations, StageTimer, summarize
+from firmware_host.pipeline.windows import Windows, check_seconds, drift, frame_summary
+from firmware_host.sinks.outputs import FrameOutputs
 
 REPORT_FORMAT = 1
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class Run:
             raise EdgeAgeError(f"{{}} must be more than 0, not {options.max_fps:g}", option="--max-fps",
                                    parameter="max_fps")
         if options.show:
-            from firmware_host.sinks import display_available
+            from firmware_host.sinks.writers import display_available
             if not display_available():
                 raise EdgeAgeError("{} needs a display (none here): use {} instead",
                                    option=("--show", "--serve HOST:PORT"), parameter=("show", "serve='HOST:PORT'"))
@@ -123,18 +124,18 @@ class Run:
 
     def _open_sinks(self, options: RunOptions) -> None:
         if options.jsonl:
-            from firmware_host.sinks import JsonlSink
+            from firmware_host.sinks.writers import JsonlSink
             self.sinks.append(JsonlSink(options.jsonl))
         if options.video:
-            from firmware_host.sinks import VideoSink
+            from firmware_host.sinks.writers import VideoSink
             self.images.append(VideoSink(options.video, options.fps or self.source.fps or 15.0))
         if options.serve:
-            from firmware_host.mjpeg import MjpegServer
+            from firmware_host.sinks.mjpeg import MjpegServer
             server = MjpegServer(options.serve)
             self.images.append(server)
             log.info("edge-age: watching on %s", server.url, extra=STATUS)
         if options.show:
-            from firmware_host.sinks import WindowSink
+            from firmware_host.sinks.writers import WindowSink
             self.images.append(WindowSink())
 
     def loop(self) -> None:

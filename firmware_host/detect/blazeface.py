@@ -11,10 +11,10 @@ import os
 import cv2
 import numpy as np
 
-from firmware_host.detection import Face
+from firmware_host.detect.detection import Face
 from firmware_host.errors import EdgeAgeError
-from firmware_host.interpreter import make_interpreter
-from firmware_host.preprocess import normalize
+from firmware_host.infer.interpreter import make_interpreter
+from firmware_host.infer.preprocess import normalize
 
 SIZE = 128
 STRIDES = (8, 16, 16, 16)

@@ -16,15 +16,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_host import images
-from firmware_host.detectors import make_detector
+from firmware_host.capture import images
+from firmware_host.detect.detectors import make_detector
 from firmware_host.errors import EdgeAgeError
-from firmware_host.faces import analyse, largest
-from firmware_host.overlay import draw_face, label
-from firmware_host.predictor import AgeGenderModel
-from firmware_host.stages import StageTimer
+from firmware_host.infer.predictor import AgeGenderModel
+from firmware_host.pipeline.faces import analyse, largest
+from firmware_host.pipeline.stages import StageTimer
+from firmware_host.sinks.overlay import draw_face, label
 
-LOG = logging.getLogger("firmware_host.serve")
+LOG = logging.getLogger("firmware_host.serve.app")
 SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
 
 

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_host.align import crop
-from firmware_host.detection import Face
-from firmware_host.predictor import AgeGenderModel, Prediction
-from firmware_host.stages import StageTimer
+from firmware_host.detect.align import crop
+from firmware_host.detect.detection import Face
+from firmware_host.infer.predictor import AgeGenderModel, Prediction
+from firmware_host.pipeline.stages import StageTimer
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from firmware_host.detection import Face
+from firmware_host.detect.detection import Face
 
 CHIP_LANDMARKS = {
     "right_eye": (0.287, 0.293), "left_eye": (0.685, 0.298), "nose": (0.475, 0.508),

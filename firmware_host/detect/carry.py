@@ -12,8 +12,8 @@ import logging
 import cv2
 import numpy as np
 
-from firmware_host.detection import Face
-from firmware_host.reduced import reduce
+from firmware_host.detect.detection import Face
+from firmware_host.detect.reduced import reduce
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.contract import pick_outputs  # noqa: F401  (the model-output contract, used with invoke)
 from firmware_host.errors import EdgeAgeError, literal
-from firmware_host.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
+from firmware_host.infer.contract import pick_outputs  # noqa: F401  (the model-output contract, used with invoke)
+from firmware_host.infer.preprocess import PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.quiet import native_quiet
 
 GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.serve_pool import LOG, Pool, Query, RequestError, image_kind
+from firmware_host.serve.pool import LOG, Pool, Query, RequestError, image_kind
 
 try:
     import python_multipart  # noqa: F401 (Starlette's form parser, imported only when a form comes)
@@ -186,7 +186,7 @@ class AccessLog:
 
 
 def _versions() -> dict[str, str]:
-    from firmware_host.system_info import versions
+    from firmware_host.infer.system_info import versions
     return {**versions(), "starlette": starlette.__version__, "uvicorn": uvicorn.__version__}
 
 

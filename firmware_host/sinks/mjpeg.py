@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError, literal
-from firmware_host.jsonio import to_json
+from firmware_host.files.jsonio import to_json
 
 PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>edge-age</title>
 <style>body{font:14px sans-serif;background:#111;color:#eee;margin:1em}img{max-width:100%}</style></head>

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.postprocess import expected_age
+from firmware_host.infer.postprocess import expected_age
 
 HEADS = ("age", "gender")
 

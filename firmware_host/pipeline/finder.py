@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware_host.carry import FlowCarrier
-from firmware_host.defaults import DETECT_EVERY
-from firmware_host.detection import Face
+from firmware_host.detect.carry import FlowCarrier
+from firmware_host.detect.detection import Face
 from firmware_host.errors import EdgeAgeError
-from firmware_host.faces import detect
-from firmware_host.stages import StageTimer
+from firmware_host.pipeline.defaults import DETECT_EVERY
+from firmware_host.pipeline.faces import detect
+from firmware_host.pipeline.stages import StageTimer
 
 
 def check_every(every: int) -> int:

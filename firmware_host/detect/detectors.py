@@ -2,7 +2,7 @@
 
 Backends: OpenCV Haar (always there, boxes only), YuNet (``cv2.FaceDetectorYN``, five
 landmarks) and MediaPipe BlazeFace short range (six landmarks, on the LiteRT interpreter,
-``firmware_host.blazeface``). ``make_detector("auto")`` picks the first row whose model file can be found.
+``firmware_host.detect.blazeface``). ``make_detector("auto")`` picks the first row whose model file can be found.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_host.detection import Face
+from firmware_host.detect.detection import Face
 from firmware_host.errors import EdgeAgeError, literal
-from firmware_host.paths import cache_root
+from firmware_host.files.paths import cache_root
 
 YUNET_ENV = "EDGE_AGE_YUNET"
 BLAZEFACE_ENV = "EDGE_AGE_BLAZEFACE"
@@ -91,7 +91,7 @@ def _yunet(path: Path, threads: int):
 
 
 def _blazeface(path: Path, threads: int):
-    from firmware_host.blazeface import BlazeFaceDetector
+    from firmware_host.detect.blazeface import BlazeFaceDetector
     return BlazeFaceDetector(path, threads=threads)
 
 
@@ -154,7 +154,7 @@ def make_detector(name: str = "auto", model: str | os.PathLike | None = None, th
     if name not in DETECTORS:
         raise EdgeAgeError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     if detect_size:
-        from firmware_host.reduced import ReducedDetector
+        from firmware_host.detect.reduced import ReducedDetector
         return ReducedDetector(make_detector(name, model, threads), detect_size)
     if name == "haar":
         return _haar(None, threads)

@@ -1,6 +1,6 @@
 """Load on a running ``edge-age serve``: N clients post one photo to /predict in a loop for a while.
 
-    python -m firmware_host.serve_load photo.jpg --url http://127.0.0.1:8000 --clients 20 --seconds 30
+    python -m firmware_host.serve.load photo.jpg --url http://127.0.0.1:8000 --clients 20 --seconds 30
 
 Each client keeps one connection and sends its next request when the previous one is answered.
 Prints JSON: requests, their statuses, answers per second, and the latency in ms (p50, p90, p99, max)
@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from firmware_host.stages import summarize
+from firmware_host.pipeline.stages import summarize
 
 
 def client(url: str, body: bytes, until: float, *, times: list[float], statuses: Counter, lock: threading.Lock) -> None:

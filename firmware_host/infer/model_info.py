@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.jsonio import check_schema, read_json, write_json
+from firmware_host.files.jsonio import check_schema, read_json, write_json
 
 FORMAT = 1
 SCHEMA_FILE = Path(__file__).with_name("model_info.schema.json")

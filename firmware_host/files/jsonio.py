@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host import atomic
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, 40, 40

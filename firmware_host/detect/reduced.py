@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from firmware_host.detection import Face
+from firmware_host.detect.detection import Face
 from firmware_host.errors import EdgeAgeError
 
 

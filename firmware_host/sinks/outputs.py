@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from firmware_host.overlay import draw_face, draw_status, label
+from firmware_host.sinks.overlay import draw_face, draw_status, label
 
 log = logging.getLogger(__name__)
 

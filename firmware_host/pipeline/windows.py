@@ -67,7 +67,7 @@ class Windows:
 def frame_summary(frames: list[dict], length: float) -> dict:
     """A window of pipeline frames (each a dict of stage times in ms): frames per second, p50 of each stage
     over the frames that ran it, and the temperature and CPU clock at its end (None where not exposed)."""
-    from firmware_host.system_info import cpu_mhz, temperature_c
+    from firmware_host.infer.system_info import cpu_mhz, temperature_c
     stages: dict[str, list[float]] = {}
     for times in frames:
         for name, ms in times.items():

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import cv2
 
-from firmware_host import atomic
-from firmware_host.capture import ImageSource
-from firmware_host.faces import analyse
-from firmware_host.jsonio import write_json
-from firmware_host.overlay import draw_face, label
-from firmware_host.stages import StageTimer
+from firmware_host.capture.sources import ImageSource
+from firmware_host.files import atomic
+from firmware_host.files.jsonio import write_json
+from firmware_host.pipeline.faces import analyse
+from firmware_host.pipeline.stages import StageTimer
+from firmware_host.sinks.overlay import draw_face, label
 
 COLUMNS = ["file", "face", "x", "y", "w", "h", "score", "age", "age_std", "female", "gender", "annotated"]
 JPEG_SUFFIXES = (".jpg", ".jpeg")

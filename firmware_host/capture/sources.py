@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from firmware_host import images
+from firmware_host.capture import images
+from firmware_host.capture.images import IMAGE_SUFFIXES
 from firmware_host.errors import EdgeAgeError, literal
-from firmware_host.images import IMAGE_SUFFIXES
 from firmware_host.logs import STATUS
 
 STREAM_PREFIXES = ("rtsp://", "rtsp:/", "http://", "https://", "rtmp://", "udp://", "tcp://")

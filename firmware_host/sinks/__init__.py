@@ -1,0 +1,1 @@
+"""Sinks: what a frame's results become (drawn overlays, JSON lines, annotated video, files, the MJPEG stream)."""
