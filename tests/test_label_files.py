@@ -89,7 +89,7 @@ def test_split_files_refuse_bad_ages_and_duplicates(tmp_path):
 
 
 def test_a_long_file_is_read_whole_and_refused_by_its_missing_files(faces, tmp_path):
-    """100,000 rows here (a million, through the CLI, in docs/hardening.md: the same, ten times longer)."""
+    """100,000 rows here, to stay quick (a million behave the same, ten times longer: read whole, then refused)."""
     lines = label_lines(faces)
     many = lines + [f"{i}_0_0_2017.jpg.chip.jpg,{i % 100},0" for i in range(100_000 - len(lines) + 1)]
     labels = write(tmp_path / "many.csv", many)
