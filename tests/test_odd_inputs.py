@@ -90,7 +90,7 @@ def test_a_folder_of_1000_images_shows_progress_and_keeps_memory_flat(tmp_path):
     log = tmp_path / "predict.log"
     proc = subprocess.Popen([sys.executable, "-m", "edge_age", "predict", str(folder), "--out", str(out),
                              "--threads", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    marks, rss = (200, 950), []
+    marks, rss = (200, 800), []  # annotated copies: of the images with a face (most, not all)
     while proc.poll() is None and len(rss) < len(marks):
         done = len(os.listdir(out)) if out.is_dir() else 0  # an annotated copy per image, as it goes
         if done >= marks[len(rss)]:
@@ -99,4 +99,4 @@ def test_a_folder_of_1000_images_shows_progress_and_keeps_memory_flat(tmp_path):
     stdout, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, log.read_text()[-2000:]
     assert "unreadable: 0" in stdout and "predicting" in log.read_text() and "1000/1000" in log.read_text()
-    assert len(rss) == 2 and rss[1] - rss[0] < 10, rss  # the 750 images between did not pile up in memory
+    assert len(rss) == 2 and rss[1] - rss[0] < 10, rss  # the 600 images between did not pile up in memory
