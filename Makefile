@@ -8,7 +8,8 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak
+.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
+	serve-soak
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -156,3 +157,12 @@ SOAK_SECONDS ?= 3600
 SOAK_FPS ?= 10
 soak: setup
 	$(BIN)/python -m edge_age.bench.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak
+
+# Serve soak (not part of make test): SOAK_SECONDS of 'edge-age serve' with SERVE_SOAK_CLIENTS clients of the load tool
+# (firmware_host/serve/load.py) posting a face photo; RSS and open files of the server, answers per second and errors
+# every 30 s, into runs/serve-soak/serve-soak.json and serve-soak.md (RSS growth after the first minute under 5 MiB,
+# open files flat, 0 errors; exit 1 otherwise). A quick check: make serve-soak SOAK_SECONDS=120
+SERVE_SOAK_CLIENTS ?= 4
+serve-soak: setup
+	$(BIN)/python -m edge_age.bench.serve_soak --seconds $(SOAK_SECONDS) --clients $(SERVE_SOAK_CLIENTS) --data $(UTK200) \
+		--out runs/serve-soak

@@ -59,20 +59,30 @@ class Viewer(threading.Thread):
             self.error = str(exc)
 
 
-def wait_for_stream(base: str, run: subprocess.Popen, seconds: float = 300) -> None:
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 300) -> None:
+    """Return once ``url`` answers; exit if ``process`` (the server) ends or ``seconds`` pass first."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and run.poll() is None:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
-            urllib.request.urlopen(base + "frame.jpg", timeout=10).read()
+            urllib.request.urlopen(url, timeout=10).read()
             return
         except OSError:
             time.sleep(0.5)
-    raise SystemExit(f"soak: the run never served a frame (exit code {run.poll()})")
+    raise SystemExit(f"soak: {url} never answered (exit code {process.poll()})")
+
+
+def wait_for_stream(base: str, run: subprocess.Popen, seconds: float = 300) -> None:
+    wait_for(base + "frame.jpg", run, seconds)
+
+
+def at_one_minute(samples: list[dict]) -> dict | None:
+    """The first sample taken a minute or more in (the last one of a shorter soak): memory has settled there."""
+    return next((s for s in samples if s["t_s"] >= 60), samples[-1] if samples else None)
 
 
 def summary(samples: list[dict], report: dict, viewer: Viewer, seconds: float) -> dict:
     """RSS at 1 min and at the end, peak open files, frames and fps of the run, frames the viewer got."""
-    minute = next((s for s in samples if s["t_s"] >= 60), samples[-1] if samples else None)
+    minute = at_one_minute(samples)
     return {"seconds": seconds, "status": report.get("status"), "frames": report.get("frames"),
             "fps": report.get("fps"), "source_loops": report.get("source_loops"),
             "rss_mib_at_1_min": minute and minute["rss_mib"],
@@ -81,16 +91,23 @@ def summary(samples: list[dict], report: dict, viewer: Viewer, seconds: float) -
             "viewer_frames": viewer.frames, "viewer_error": viewer.error, "samples": samples}
 
 
+def page(title: str, figures: list[tuple[str, object]], samples: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A soak's Markdown: the title, a table of its figures, then one row per sample (``columns``: header, key)."""
+    head = "".join(f"| {name} | {value} |\n" for name, value in figures)
+    rows = "".join("| " + " | ".join(f"{s[k]:.0f}" if k == "t_s" else str(s.get(k, "-")) for _, k in columns) + " |\n"
+                   for s in samples)
+    return (f"# {title}\n\n| figure | value |\n| --- | --- |\n{head}\n"
+            f"| {' | '.join(h for h, _ in columns)} |\n|{' --- |' * len(columns)}\n{rows}")
+
+
 def markdown(result: dict) -> str:
-    rows = "\n".join(f"| {s['t_s']:.0f} | {s['rss_mib']} | {s['open_files']} |" for s in result["samples"])
-    return (f"# Soak: {result['seconds']:.0f} s of edge-age run --loop --serve with one viewer\n\n"
-            f"| figure | value |\n| --- | --- |\n| run status | {result['status']} |\n"
-            f"| frames | {result['frames']} |\n| fps | {result['fps']} |\n| video loops | {result['source_loops']} |\n"
-            f"| RSS at 1 min (MiB) | {result['rss_mib_at_1_min']} |\n| RSS at the end (MiB) | "
-            f"{result['rss_mib_at_end']} |\n"
-            f"| peak open files | {result['peak_open_files']} |\n| frames the viewer received | "
-            f"{result['viewer_frames']} |\n\n"
-            f"| t (s) | RSS (MiB) | open files |\n| --- | --- | --- |\n{rows}\n")
+    r = result
+    return page(f"Soak: {r['seconds']:.0f} s of edge-age run --loop --serve with one viewer",
+                [("run status", r["status"]), ("frames", r["frames"]), ("fps", r["fps"]),
+                 ("video loops", r["source_loops"]), ("RSS at 1 min (MiB)", r["rss_mib_at_1_min"]),
+                 ("RSS at the end (MiB)", r["rss_mib_at_end"]), ("peak open files", r["peak_open_files"]),
+                 ("frames the viewer received", r["viewer_frames"])],
+                r["samples"], [("t (s)", "t_s"), ("RSS (MiB)", "rss_mib"), ("open files", "open_files")])
 
 
 def soak(*, data: Path, out: Path, seconds: float, every: float, max_fps: float, model: str) -> dict:
@@ -123,20 +140,31 @@ def soak(*, data: Path, out: Path, seconds: float, every: float, max_fps: float,
     run.wait()
     report = json.loads((out / "run" / "run_report.json").read_text())
     result = summary(samples, report, viewer, seconds)
-    with atomic.file_set(out, "soak") as staging:
-        write_json(staging / "soak.json", result)
-        atomic.write_text(staging / "soak.md", markdown(result))
+    write_result(out, "soak", result, markdown(result))
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="Folder of face chips for the generated video.")
-    parser.add_argument("--out", type=Path, default=Path("runs/soak"))
+def write_result(out: Path, stem: str, result: dict, text: str) -> None:
+    """``STEM.json`` and ``STEM.md`` in ``out``, replacing the previous pair together."""
+    with atomic.file_set(out, stem) as staging:
+        write_json(staging / f"{stem}.json", result)
+        atomic.write_text(staging / f"{stem}.md", text)
+
+
+def arguments(doc: str, *, out: str, data: str) -> argparse.ArgumentParser:
+    """The options every soak takes: --data, --out, --seconds, --every, --model."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help=data)
+    parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--seconds", type=float, default=3600.0)
     parser.add_argument("--every", type=float, default=30.0, help="Seconds between samples.")
-    parser.add_argument("--max-fps", type=float, default=10.0, help="The run's frame-rate cap (spares the CPU).")
     parser.add_argument("--model", default="s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = arguments(__doc__, out="runs/soak", data="Folder of face chips for the generated video.")
+    parser.add_argument("--max-fps", type=float, default=10.0, help="The run's frame-rate cap (spares the CPU).")
     args = parser.parse_args(argv)
     result = soak(data=args.data, out=args.out, seconds=args.seconds, every=args.every, max_fps=args.max_fps,
                   model=args.model)

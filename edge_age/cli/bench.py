@@ -8,6 +8,7 @@ import typer
 
 from edge_age.cli.options import DelegateLibraryOpt, DeviceOpt, SkipBadLabelsOpt
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
 from firmware_host.pipeline.defaults import WINDOW_S
 
 
@@ -66,8 +67,10 @@ def bench(
              if data or split or labels else None)
     timing = Timing(runs, warmup, check_seconds(duration, "--duration"), check_seconds(window, "--window"))
     try:
-        result = run_bench(models, out, delegates, _thread_counts(threads), timing=timing, faces=faces, name=name,
-                           library=delegate_library, device=device, rounds=rounds or (1 if duration else 3))
+        with atomic.locked(out):  # a second bench into the same folder stops at once
+            result = run_bench(models, out, delegates, _thread_counts(threads), timing=timing, faces=faces,
+                               name=name, library=delegate_library, device=device,
+                               rounds=rounds or (1 if duration else 3))
     except KeyboardInterrupt:
         typer.echo(f"edge-age: bench interrupted; what it measured is in {out}/bench.json, bench.md, bench.html",
                    err=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from firmware_host.errors import EdgeAgeError
+from firmware_host.files import atomic
 from firmware_host.files.paths import data_root
 
 
@@ -44,9 +45,10 @@ def convert(
     if calib_draw not in ("stratified", "random"):
         raise EdgeAgeError(f"--calib-draw must be stratified or random, not {calib_draw!r}")
     names = list(TARGETS) if targets.strip() == "all" else [t.strip() for t in targets.split(",") if t.strip()]
-    report = run_convert(model, names, out, data, split=split, calib=calib, qat=qat, threshold=threshold,
-                         stratified=calib_draw == "stratified",
-                         debug_images=debug_images, budget=budget, max_float=max_float, int16x8_faces=int16x8_faces)
+    with atomic.locked(out):  # a second convert into the same folder stops at once: files of two never mix
+        report = run_convert(model, names, out, data, split=split, calib=calib, qat=qat, threshold=threshold,
+                             stratified=calib_draw == "stratified", debug_images=debug_images, budget=budget,
+                             max_float=max_float, int16x8_faces=int16x8_faces)
     typer.echo(table(report))
     for row in report["targets"]:
         if row["reason"].startswith("over budget"):

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_age.data.audit import Audit, components
+from edge_age.data.names import MAX_AGE
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
 from firmware_host.files.csvio import read_table
@@ -175,7 +176,7 @@ def read_split(path: str | Path) -> Split:
     """Read a split CSV, checking its columns and values."""
     path = Path(path)
     reader = read_table(path, "split file", columns=COLUMNS, not_text="is not a text CSV")
-    rows = []
+    rows, seen = [], {}
     for line, rec in enumerate(reader, start=2):
         try:
             row = Row(rec["file"], int(rec["age"]), int(rec["gender"]), int(rec["race"]), int(rec["group"]),
@@ -184,6 +185,12 @@ def read_split(path: str | Path) -> Split:
             raise EdgeAgeError(f"split file {path}, line {line}: bad value in {dict(rec)}") from None
         if row.split not in SIDES:
             raise EdgeAgeError(f"split file {path}, line {line}: side {row.split!r} is not one of {', '.join(SIDES)}")
+        if not 0 <= row.age <= MAX_AGE:
+            raise EdgeAgeError(f"split file {path}, line {line}: age {row.age} is outside 0..{MAX_AGE}")
+        if row.file in seen:  # a face counted twice would silently weigh twice in every score
+            raise EdgeAgeError(f"split file {path}, line {line}: {row.file} is listed again (first on line "
+                               f"{seen[row.file]})")
+        seen[row.file] = line
         rows.append(row)
     if not rows:
         raise EdgeAgeError(f"split file {path} has no rows")

@@ -5,7 +5,9 @@ before it is decoded; OpenCV's own limit (set in ``firmware_host/__init__.py``) 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -84,7 +86,11 @@ def decode(data: bytes, flags: int = cv2.IMREAD_COLOR) -> tuple[np.ndarray | Non
 
 
 def read(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> tuple[np.ndarray | None, str | None]:
-    """:func:`decode` of a file; one that cannot be read gives its reason (a dangling link, no permission)."""
+    """:func:`decode` of a file; one that cannot be read gives its reason (a dangling link, no permission, a FIFO
+    or device, which would block or never end)."""
+    with contextlib.suppress(OSError):  # a failed stat: reading says why
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, "not a regular file (a FIFO, socket or device)"
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

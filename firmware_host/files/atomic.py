@@ -5,10 +5,17 @@ Partial files and staging folders are hidden and carry their process id (``.NAME
 ``.staging.pid123.x``); the first write into a folder removes those of processes that no longer run
 (a hard kill, the OOM killer). Any ``OSError`` on output (a full disk, a read-only folder) becomes a
 one-line :class:`EdgeAgeError`, and what was being written is removed.
+
+Two processes writing into one folder take turns: :func:`locked` holds ``.edge-age.lock`` there with
+``flock``, which the kernel releases when its holder dies (even by ``kill -9``), so no lock is ever stale.
+A command that writes a folder for a long time (bench, convert) holds it throughout and a second one stops
+with a one-line error; :func:`file_set` holds it while it replaces a set, so a set is never a mix of two.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import re
 import shutil
@@ -16,12 +23,17 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
+from firmware_host.logs import STATUS
+
+log = logging.getLogger(__name__)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _LEFTOVER = re.compile(r"^\..*\.pid(\d+)\.[^.]*(\.part|$)")
 _swept: set[Path] = set()
+LOCK = ".edge-age.lock"
+_held: dict[Path, int] = {}  # folders this process holds: how many times (a lock is re-entrant)
 
 
 def _tag() -> str:
@@ -158,13 +170,14 @@ def file_set(folder: str | os.PathLike, name: str) -> Iterator[Path]:
         except EdgeAgeError as exc:  # a write inside the staging folder: name the folder the user gave
             raise EdgeAgeError(str(exc).replace(str(staging), str(folder))) from None
         files = sorted(staging.iterdir(), key=lambda p: (p.suffix == ".json", p.name))
-        before = _listed(listing)
-        for path in files:
-            commit(path, folder / path.name)
-        now = {p.name for p in files}
-        write_text(listing, "".join(f"{n}\n" for n in sorted(now)))
-        for stale in before - now:
-            discard(folder / stale)
+        with locked(folder, wait=True):
+            before = _listed(listing)
+            for path in files:
+                commit(path, folder / path.name)
+            now = {p.name for p in files}
+            write_text(listing, "".join(f"{n}\n" for n in sorted(now)))
+            for stale in before - now:
+                discard(folder / stale)
     except OSError as exc:
         raise output_error(folder, exc) from None
     finally:
@@ -178,3 +191,70 @@ def _listed(listing: Path) -> set[str]:
     except (OSError, UnicodeDecodeError):
         return set()
     return {n for n in names if n and n == Path(n).name and not n.startswith(".")}
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike, *, wait: bool = False) -> Iterator[Path]:
+    """Hold ``folder`` (created if needed) against other processes writing into it; yield it.
+
+    When another process holds it: wait for it with ``wait``, else raise a one-line error that names it.
+    Re-entrant within a process. The lock file is removed on release; a process killed while holding it
+    leaves the file, but the kernel has released its lock, so the next writer takes it at once.
+    """
+    folder = writable_dir(folder)
+    key = folder.resolve()
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield folder
+        finally:
+            _held[key] -= 1
+        return
+    fd = _acquire(folder / LOCK, wait=wait)
+    _held[key] = 1
+    try:
+        yield folder
+    finally:
+        del _held[key]
+        with contextlib.suppress(OSError):
+            os.unlink(folder / LOCK)  # before the release: a waiter on this file sees it gone and retries
+        os.close(fd)
+
+
+def _acquire(path: Path, *, wait: bool) -> int:
+    """An open descriptor of ``path`` holding its exclusive ``flock`` (the file still in place, not one that
+    its previous holder removed while this process waited)."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_UMASK)
+        except OSError as exc:
+            raise output_error(path, exc) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                if not wait:
+                    raise EdgeAgeError(f"{literal(path.parent)} is being written by another edge-age process "
+                                       f"({holder}): wait for it to finish, or give another {{}}",
+                                       option="--out", parameter="folder") from None
+                log.info("waiting for another edge-age process (%s) to finish writing %s", holder, path.parent,
+                         extra=STATUS)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                with contextlib.suppress(OSError):  # who holds it, for the message of the next one (a full disk
+                    os.ftruncate(fd, 0)              # may refuse this: the lock holds all the same)
+                    os.write(fd, str(os.getpid()).encode())
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # its holder removed it while this process waited: lock the new one
+
+
+def _holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        return f"pid {int(os.pread(fd, 20, 0))}"
+    return "pid unknown"

@@ -1,4 +1,5 @@
-"""The one CSV reader: a UTF-8 file read whole, its header checked, one-line errors naming the file."""
+"""The one CSV reader: a UTF-8 file read whole, its header checked, one-line errors naming the file.
+A byte order mark at its start is dropped and CRLF line ends read as LF (as spreadsheets write them)."""
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,7 @@ def read_table(path: str | os.PathLike, what: str, *, columns: Iterable[str] | N
     that is not UTF-8; with ``strict`` a broken row (an unterminated quote) raises ``csv.Error`` while reading.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise EdgeAgeError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

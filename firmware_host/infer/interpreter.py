@@ -24,6 +24,7 @@ GPU_LIBRARY_ENV = "EDGE_AGE_GPU_DELEGATE"
 GPU_LIBRARY = "libtensorflowlite_gpu_delegate.so"
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 EDGETPU_OP = b"edgetpu-custom-op"
+MAX_THREADS = 64  # each a thread of the process: more only slow a small model down (9999 took seconds a face)
 
 
 def _gpu_library() -> str:
@@ -99,6 +100,14 @@ def load_delegate(delegate: str, library: str | None = None, device: str | None 
         raise EdgeAgeError(spec.no_device.format(path=path, at=" at " + device if device else "")) from None
 
 
+def check_threads(threads: int) -> int:
+    """``threads`` if it is from 1 to MAX_THREADS, else a one-line error."""
+    if not 1 <= threads <= MAX_THREADS:
+        raise EdgeAgeError(f"{{}} must be from 1 to {MAX_THREADS}, not {threads}", option="--threads",
+                           parameter="threads")
+    return threads
+
+
 def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str = "cpu",
                      library: str | None = None, device: str | None = None, *, keep_tensors: bool = False):
     """A ready (allocated) interpreter for a ``.tflite`` file on ``delegate`` (cpu = XNNPACK).
@@ -109,6 +118,7 @@ def make_interpreter(model: str | os.PathLike, threads: int = 1, delegate: str =
     path = Path(model)
     if not path.is_file():
         raise EdgeAgeError(f"model file {path} does not exist")
+    check_threads(threads)
     compiled = EDGETPU_OP in path.read_bytes()
     if delegate == "edgetpu" and not compiled:
         raise EdgeAgeError(f"{path} is not compiled for the Edge TPU: run edgetpu_compiler on it first")

@@ -65,6 +65,8 @@ def write_info(model: str | Path, info: ModelInfo) -> Path:
 
 def read_info(model: str | Path) -> ModelInfo:
     """The sidecar of ``model``, checked against the schema; a one-line error naming the field otherwise."""
+    if Path(model).is_dir():
+        raise EdgeAgeError(f"model {model} is a folder: give its .tflite file")
     path = sidecar_path(model)
     if not path.is_file():
         raise EdgeAgeError(f"{path} is missing: the model needs the metadata file 'edge-age convert' writes beside it")

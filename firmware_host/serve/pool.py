@@ -19,6 +19,7 @@ import numpy as np
 from firmware_host.capture import images
 from firmware_host.detect.detectors import make_detector
 from firmware_host.errors import EdgeAgeError
+from firmware_host.infer.interpreter import check_threads
 from firmware_host.infer.predictor import AgeGenderModel
 from firmware_host.pipeline.faces import analyse, largest
 from firmware_host.pipeline.stages import StageTimer
@@ -111,7 +112,7 @@ class Pool:
             raise EdgeAgeError(f"{model} is not a .tflite file: serve a model from 'edge-age convert' "
                                "(with its .json sidecar beside it)")
         self.workers: queue.SimpleQueue[Worker] = queue.SimpleQueue()
-        for _ in range(size):
+        for _ in range(check_threads(size)):
             self.workers.put(Worker(AgeGenderModel(model, delegate, 1, library, device),
                                     make_detector(detector, detector_model, threads=1)))
         self.first = self.workers.get()

@@ -14,7 +14,8 @@ from firmware_host.files.jsonio import to_json
 
 
 class VideoSink:
-    """Annotated frames to a video file, written beside it and moved into place when the run ends."""
+    """Annotated frames to a video file, written beside it and moved into place when the run ends, if it holds
+    every frame: OpenCV's writer does not report a failed write (a full disk), so the file is counted at the end."""
 
     def __init__(self, path: Path, fps: float):
         self.path, self.fps, self.writer, self.frames = Path(path), fps, None, 0
@@ -30,7 +31,12 @@ class VideoSink:
                 raise EdgeAgeError(f"OpenCV cannot write {self.path.suffix} video to {self.path}; try .avi")
         if (image.shape[1], image.shape[0]) != self.size:  # images of a folder may differ in size
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # not a warning a frame on a full disk
+        try:
+            self.writer.write(image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         self.frames += 1
 
     def close(self, ok: bool = True) -> None:
@@ -38,11 +44,24 @@ class VideoSink:
             self.writer.release()
             self.writer = None
         if self.tmp is not None:
+            tmp, self.tmp = self.tmp, None
+            written = _frames_in(tmp) if ok and self.frames else 0
+            if ok and self.frames and written == self.frames:
+                atomic.commit(tmp, self.path)
+                return
+            atomic.discard(tmp)
             if ok and self.frames:
-                atomic.commit(self.tmp, self.path)
-            else:
-                atomic.discard(self.tmp)
-            self.tmp = None
+                raise EdgeAgeError(f"cannot write {self.path}: {written} of its {self.frames} frames reached the "
+                                   "file (is the disk full?)")
+
+
+def _frames_in(path: Path) -> int:
+    """How many frames the video file ``path`` holds, by its index (0 when it has none: a truncated file)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
 
 
 class JsonlSink:
