@@ -97,6 +97,8 @@ def split(faces, tmp_path_factory):
     return path
 
 
+# The trained model and its conversions, each made once per session. A test that needs some real .tflite, not the
+# tiny run's, takes a bundled member (member_tflite).
 @pytest.fixture(scope="session")
 def tiny_run(faces, split, tmp_path_factory):
     """One real `edge-age train` run of a tiny MobileNetV2: one float epoch, one QAT epoch."""
@@ -118,10 +120,18 @@ def converted(tiny_run, faces, split, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def qat_tflite(tiny_run, faces, split, tmp_path_factory):
-    """The tiny run's int8-qat file alone (with its sidecar): for tests that need one real model, not six."""
-    out = tmp_path_factory.mktemp("convert_qat")
-    proc = run_cli("convert", tiny_run / "model.keras", "--targets", "int8-qat", "--data", faces, "--split", split,
-                   "--out", out, "--calib", "30", "--threshold", "100")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "age_gender_int8-qat.tflite"
+def converted_without_data(tiny_run, tmp_path_factory):
+    """The tiny run converted without --data (float32, int8, int8-qat, edgetpu): one real `edge-age convert` run.
+    int8 needs calibration faces, so it is skipped."""
+    out = tmp_path_factory.mktemp("convert_nodata")
+    proc = run_cli("convert", tiny_run / "model.keras", "--targets", "float32,int8,int8-qat,edgetpu", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def member_tflite() -> Path:
+    """A bundled member's int8-qat file with its sidecar (member n, 48 px): a real model that costs no training
+    and no conversion, for tests that need a .tflite, not a particular one."""
+    from edge_age.members import member
+    return member("n").tflite("int8-qat")
