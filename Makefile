@@ -22,9 +22,11 @@ run: setup
 	$(BIN)/edge-age data split --out runs/split.csv
 	$(BIN)/edge-age convert --split runs/split.csv --out runs/convert
 
-# Both tiers: tests/unit (seconds, no ../shared) and the integration tests on real data (../shared).
+# Both tiers: tests/unit (seconds, no ../shared) and the integration tests on real data (../shared), on
+# TEST_WORKERS processes (pytest-xdist; each test file runs whole on one; 0: in this process, as plain pytest).
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit tier alone: names, split rules, metrics, Pareto, tracking, decoding, Edge TPU rules, sidecars (under a minute).
 unit: setup

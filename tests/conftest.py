@@ -2,6 +2,7 @@
 subprocess."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -31,6 +32,21 @@ def pytest_collection_finish(session):
     """The integration tests need ../shared: stop at once without it (the unit tier in tests/unit does not)."""
     if not UTK64.is_dir() and any(UNIT not in Path(item.path).parents for item in session.items):
         pytest.exit(f"the shared data folder {UTK64} is missing: tests need ../shared beside the project", returncode=3)
+
+
+# The fixtures that train or convert; the test files that use them, directly or through another fixture, run last.
+TRAINED = frozenset({"tiny_run", "converted", "converted_without_data"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """On pytest-xdist workers (`make test`: --dist loadfile --no-loadscope-reorder, so each file runs whole on one
+    worker, in this order): the first file that needs the trained model, then every file that needs none of it, then
+    the other files that need it. One worker trains and converts while the other runs what does not wait for that."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    trained = {item.path for item in items if TRAINED & set(item.fixturenames)}
+    first = next((item.path for item in items if item.path in trained), None)
+    items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in trained else 1)  # stable sort
 
 
 def sample_names(folder: Path, n: int, extra: tuple[str, ...] = ()) -> list[str]:
@@ -83,45 +99,78 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
         assert fragment in lines[0], lines[0]
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(path)`` once per test run, also when pytest-xdist runs it on several workers: the first worker that
+    needs it makes it while the others wait, then they all share it. Returns ``path``."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, which holds each worker's own
+    path, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            make(path)
+            done.touch()
+    return path
+
+
+# The session's data, trained model and conversions: each made once per run (see made_once). A test that needs some
+# real .tflite, not the tiny run's, takes a bundled member (member_tflite).
 @pytest.fixture(scope="session")
 def faces(tmp_path_factory):
     """160 real faces for training and conversion tests."""
-    return copy_slice(UTK64, tmp_path_factory.mktemp("train64"), sample_names(UTK64, 160))
+    return made_once(tmp_path_factory, "train64", lambda path: copy_slice(UTK64, path, sample_names(UTK64, 160)))
 
 
 @pytest.fixture(scope="session")
 def split(faces, tmp_path_factory):
-    path = tmp_path_factory.mktemp("split") / "split.csv"
-    proc = run_cli("data", "split", faces, "--out", path, "--train", "0.6", "--val", "0.2", "--test", "0.2")
-    assert proc.returncode == 0, proc.stderr
-    return path
+    def make(path):
+        path.mkdir(parents=True)
+        proc = run_cli("data", "split", faces, "--out", path / "split.csv", "--train", "0.6", "--val", "0.2",
+                       "--test", "0.2")
+        assert proc.returncode == 0, proc.stderr
+
+    return made_once(tmp_path_factory, "split", make) / "split.csv"
 
 
 @pytest.fixture(scope="session")
 def tiny_run(faces, split, tmp_path_factory):
     """One real `edge-age train` run of a tiny MobileNetV2: one float epoch, one QAT epoch."""
-    run = tmp_path_factory.mktemp("runs") / "tiny"
-    proc = run_cli("train", "--data", faces, "--split", split, "--out", run, *TINY)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run
+    def make(path):
+        proc = run_cli("train", "--data", faces, "--split", split, "--out", path, *TINY)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "tiny", make)
 
 
 @pytest.fixture(scope="session")
 def converted(tiny_run, faces, split, tmp_path_factory):
     """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely
     trained)."""
-    out = tmp_path_factory.mktemp("convert")
-    proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", out,
-                   "--calib", "30", "--threshold", "100", "--debug-images", "8")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    def make(path):
+        proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", path,
+                       "--calib", "30", "--threshold", "100", "--debug-images", "8")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "convert", make)
 
 
 @pytest.fixture(scope="session")
-def qat_tflite(tiny_run, faces, split, tmp_path_factory):
-    """The tiny run's int8-qat file alone (with its sidecar): for tests that need one real model, not six."""
-    out = tmp_path_factory.mktemp("convert_qat")
-    proc = run_cli("convert", tiny_run / "model.keras", "--targets", "int8-qat", "--data", faces, "--split", split,
-                   "--out", out, "--calib", "30", "--threshold", "100")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out / "age_gender_int8-qat.tflite"
+def converted_without_data(tiny_run, tmp_path_factory):
+    """The tiny run converted without --data (float32, int8, int8-qat, edgetpu): one real `edge-age convert` run.
+    int8 needs calibration faces, so it is skipped."""
+    def make(path):
+        proc = run_cli("convert", tiny_run / "model.keras", "--targets", "float32,int8,int8-qat,edgetpu", "--out",
+                       path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    return made_once(tmp_path_factory, "convert_nodata", make)
+
+
+@pytest.fixture(scope="session")
+def member_tflite() -> Path:
+    """A bundled member's int8-qat file with its sidecar (member n, 48 px): a real model that costs no training
+    and no conversion, for tests that need a .tflite, not a particular one."""
+    from edge_age.members import member
+    return member("n").tflite("int8-qat")

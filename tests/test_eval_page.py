@@ -19,8 +19,8 @@ PLOTS = ("confusion.png", "gender_roc.png", "predicted_vs_true.png", "error_by_a
 
 
 @pytest.fixture(scope="module")
-def model(qat_tflite):
-    return qat_tflite
+def model(member_tflite):
+    return member_tflite
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,13 @@ def frames_of(path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def model(converted):
+def model(member_tflite):
+    return member_tflite
+
+
+@pytest.fixture(scope="module")
+def fast_model(converted):
+    """The tiny run's int8-qat file: fast enough that a 2.5 s bench takes more samples than a row keeps."""
     return converted / "age_gender_int8-qat.tflite"
 
 
@@ -163,12 +169,12 @@ def test_evaluate_and_predict_detect_on_a_reduced_photo(model, tmp_path):
     assert proc.returncode == 0 and "10 of 10 images with a face" in proc.stdout, proc.stderr[-2000:]
 
 
-def test_bench_duration_windows(model, tmp_path):
+def test_bench_duration_windows(fast_model, tmp_path):
     """bench --duration: windows of the documented shape per latency row, the thermal series (null readings
     here), schema version 2 validated, and the latency-over-time part of the pages."""
     out = tmp_path / "bench"
-    proc = run_cli("bench", model, "--duration", "2.5", "--window", "1", "--threads", "1", "--warmup", "2", "--out",
-                   out)
+    proc = run_cli("bench", fast_model, "--duration", "2.5", "--window", "1", "--threads", "1", "--warmup", "2",
+                   "--out", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
     bench = json.loads((out / "bench.json").read_text())
     jsonschema.validate(bench, json.loads(SCHEMA_FILE.read_text()), cls=jsonschema.Draft202012Validator)

@@ -6,37 +6,22 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edge_age.data.faceset import load_faces
 from firmware_host.errors import EdgeAgeError
-from tests.conftest import ROOT, UTK64, assert_user_error, copy_slice, run_cli, sample_names
+from tests.conftest import UTK64, assert_user_error, copy_slice, run_cli, sample_names
 
 FAST_BENCH = ("--threads", "1", "--runs", "3", "--warmup", "1", "--rounds", "1")
 
 
-BUILD = """
-import sys
-from edge_age.train.models import ModelSpec, build_model
-from edge_age.train.model_io import save_model
-save_model(build_model(ModelSpec("mobilenet_v2", 0.35, 32)), __import__("pathlib").Path(sys.argv[1]))
-"""
-
-
 @pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    """A real float32 .tflite with its sidecar: an untrained 32 px MobileNetV2 through `edge-age convert`
-    (cheaper than the trained `converted` fixture; these tests check files and errors, not accuracy)."""
-    folder = tmp_path_factory.mktemp("model")
-    built = subprocess.run([sys.executable, "-c", BUILD, folder / "model.keras"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
-    assert built.returncode == 0, built.stderr[-2000:]
-    proc = run_cli("convert", folder / "model.keras", "--targets", "float32", "--out", folder / "convert")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return folder / "convert" / "age_gender_float32.tflite"
+def model(converted) -> Path:
+    """A real float32 .tflite with its sidecar: the tiny run's, from the session's `edge-age convert` run (these
+    tests check files and errors, not accuracy)."""
+    return converted / "age_gender_float32.tflite"
 
 
 def strict_json(path: Path):
@@ -387,7 +372,7 @@ def test_no_cache_on_a_full_disk(small_disk, tmp_path, monkeypatch, caplog):
     assert "cannot write the image cache" in caplog.text and not hidden(small_disk / "cache" / "faces")
 
 
-def test_convert_bench_and_report_sweep_leftovers_of_dead_processes(model, tmp_path):
+def test_convert_bench_and_report_sweep_leftovers_of_dead_processes(model, tiny_run, tmp_path):
     """Leftovers named after a process that no longer runs (a hard kill) go on the next write into the folder."""
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -401,7 +386,7 @@ def test_convert_bench_and_report_sweep_leftovers_of_dead_processes(model, tmp_p
     convert, bench, report = tmp_path / "convert", tmp_path / "bench", tmp_path / "report"
     for folder in (convert, bench, report):
         plant(folder)
-    proc = run_cli("convert", model.parent.parent / "model.keras", "--targets", "float32", "--out", convert)
+    proc = run_cli("convert", tiny_run / "model.keras", "--targets", "float32", "--out", convert)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert run_cli("bench", model, *FAST_BENCH, "--out", bench).returncode == 0
     assert run_cli("report", bench / "bench.json", "--out", report).returncode == 0

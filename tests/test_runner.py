@@ -20,8 +20,8 @@ from tests.scenes import YUNET, chips, without_tensorflow
 
 
 @pytest.fixture(scope="module")
-def model(converted):
-    return converted / "age_gender_int8-qat.tflite"
+def model(member_tflite):
+    return member_tflite
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from edge_age.data.scenes import background, make_photos
+from edge_age.members import member
 from tests.browser import Browser
 from tests.conftest import ROOT, assert_user_error, run_cli
 from tests.scenes import YUNET, chips, without_tensorflow
@@ -71,8 +72,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def model(qat_tflite):
-    return qat_tflite
+def model(member_tflite):
+    return member_tflite
 
 
 @pytest.fixture(scope="module")
@@ -226,11 +227,11 @@ def test_sigterm_stops_cleanly_with_one_log_line_per_request(model, no_tf, photo
     assert "Traceback" not in "\n".join(server.lines)
 
 
-def test_serve_errors_are_one_line(model, tiny_run, tmp_path):
+def test_serve_errors_are_one_line(model, tmp_path):
     (tmp_path / "uvicorn").mkdir()
     (tmp_path / "uvicorn" / "__init__.py").write_text("raise ImportError('uvicorn is not installed here')\n")
     assert_user_error(run_cli("serve", "-m", model, env={"PYTHONPATH": str(tmp_path)}), "pip install 'edge-age[serve]'")
-    assert_user_error(run_cli("serve", "-m", tiny_run / "model.keras"), "not a .tflite file")
+    assert_user_error(run_cli("serve", "-m", member("m").keras("float")), "not a .tflite file")
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(model.read_bytes())
     assert_user_error(run_cli("serve", "-m", bare), "bare.json is missing")
