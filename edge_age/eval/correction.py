@@ -1,7 +1,7 @@
 """The age decoding stored with a model, fitted on the split's validation side (never its test side): the mean or
-the median of the age distribution, whichever scores better there once corrected, and a monotone map of that age
-(isotonic regression of the true ages' medians over groups of faces with similar predictions, kept as the
-knots of a piecewise-linear map). ``firmware_host.infer.postprocess.decode_age`` applies it everywhere."""
+the median of the age distribution, and a monotone map of that age (isotonic regression of the true ages' medians
+over groups of faces with similar predictions, kept as the knots of a piecewise-linear map) when it lowers the
+cross-validated MAE there. ``firmware_host.infer.postprocess.decode_age`` applies it everywhere."""
 from __future__ import annotations
 
 import logging
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 MIN_FACES = 20         # fewer validation faces than this fit nothing
 FACES_PER_KNOT = 100   # the median of this many true ages is a knot's height
 MAX_KNOTS = 32
+FOLDS = 5              # a map is kept only if it lowers the MAE on faces it was not fitted on
 
 
 def monotone_map(predicted: np.ndarray, true: np.ndarray) -> tuple[list[float], list[float]]:
@@ -32,7 +33,7 @@ def monotone_map(predicted: np.ndarray, true: np.ndarray) -> tuple[list[float], 
     weights = np.array([len(g) for g in groups], np.float64)
     x, where = np.unique(x, return_inverse=True)  # groups of one same prediction become one knot
     if len(x) < 2:
-        raise EdgeAgeError(f"the model gives every one of the {len(predicted)} validation faces the age {x[0]}: "
+        raise EdgeAgeError(f"the model gives every one of the {len(predicted)} faces the age {x[0]:.2f}: "
                            "there is no map to fit")
     weights_of_knot = np.bincount(where, weights)
     heights = np.bincount(where, heights * weights) / weights_of_knot
@@ -41,32 +42,54 @@ def monotone_map(predicted: np.ndarray, true: np.ndarray) -> tuple[list[float], 
     return x[keep].tolist(), y[keep].tolist()
 
 
+def cross_validated_mae(age_output: np.ndarray, true_ages: np.ndarray, method: str) -> float:
+    """MAE of ``method``'s ages through a map fitted without the face, over ``FOLDS`` folds of the faces."""
+    folds = np.array_split(np.random.default_rng(0).permutation(len(true_ages)), FOLDS)
+    errors = np.empty(len(true_ages))
+    for held in folds:
+        rest = np.setdiff1d(np.arange(len(true_ages)), held)
+        x, y = monotone_map(ages_from_output(age_output[rest], AgeDecoding(method)), true_ages[rest])
+        errors[held] = np.abs(ages_from_output(age_output[held], AgeDecoding(method, tuple(x), tuple(y)))
+                              - true_ages[held])
+    return float(errors.mean())
+
+
 def fit_age_decoding(age_output: np.ndarray, true_ages: np.ndarray, **fit) -> dict:
     """The ``age_decoding`` of a sidecar or ``device.json`` fitted on the validation faces' age outputs and true
-    ages: for each method (only the mean for a one-value output), its map; the method whose corrected ages score
-    the lower MAE is kept. ``fit`` adds to the record of the fit (``source``, ``split_sha256``)."""
+    ages. Each method (only the mean for a one-value output) is scored as it is and, cross-validated, through a
+    map; the best of these is kept, its map (if any) fitted on every face. ``fit`` adds to the record of the fit
+    (``source``, ``split_sha256``)."""
     age_output, true_ages = np.asarray(age_output), np.asarray(true_ages, np.float64)
     if len(true_ages) < MIN_FACES:
         raise EdgeAgeError(f"{len(true_ages)} validation faces are too few to fit an age correction on "
                            f"(at least {MIN_FACES})")
-    val_mae, fitted = {}, {}
+    if np.ptp(ages_from_output(age_output)) == 0:
+        raise EdgeAgeError(f"the model gives every one of the {len(true_ages)} faces the age "
+                           f"{ages_from_output(age_output[:1])[0]:.2f}: there is no map to fit")
+    val_mae = {}
     for method in METHODS if age_output.shape[-1] > 1 else ("mean",):
-        ages = ages_from_output(age_output, AgeDecoding(method))
-        val_mae[method] = float(np.mean(np.abs(ages - true_ages)))
-        x, y = monotone_map(ages, true_ages)
-        corrected = ages_from_output(age_output, AgeDecoding(method, tuple(x), tuple(y)))
-        fitted[method] = (float(np.mean(np.abs(corrected - true_ages))), x, y)
-    method = min(fitted, key=lambda m: fitted[m][0])
-    mae, x, y = fitted[method]
-    return {"method": method, "correction": {"x": x, "y": y},
-            "fit": {"side": "val", "faces": len(true_ages), **fit,
-                    "val_mae": {**{m: round(v, 4) for m, v in val_mae.items()}, "corrected": round(mae, 4)}}}
+        val_mae[method] = mae(age_output, true_ages, AgeDecoding(method))
+        val_mae[f"{method}_corrected_cv"] = cross_validated_mae(age_output, true_ages, method)
+    best = min(val_mae, key=val_mae.get)
+    method, corrected = best.removesuffix("_corrected_cv"), best.endswith("_corrected_cv")
+    correction = None
+    if corrected:
+        x, y = monotone_map(ages_from_output(age_output, AgeDecoding(method)), true_ages)
+        correction = {"x": x, "y": y}
+    decoding = {"method": method, "correction": correction}
+    val_mae["chosen"] = mae(age_output, true_ages, AgeDecoding.from_dict(decoding))
+    return {**decoding, "fit": {"side": "val", "faces": len(true_ages), **fit,
+                                "val_mae": {k: round(v, 4) for k, v in val_mae.items()}}}
+
+
+def mae(age_output: np.ndarray, true_ages: np.ndarray, decoding: AgeDecoding) -> float:
+    return float(np.mean(np.abs(ages_from_output(age_output, decoding) - true_ages)))
 
 
 def describe_fit(decoding: dict) -> str:
     """One line: the method, the knots and the validation MAEs."""
     fit = decoding["fit"]
-    maes = ", ".join(f"{k} {v:.3f}" for k, v in fit["val_mae"].items())
+    maes = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in fit["val_mae"].items())
     return (f"{AgeDecoding.from_dict(decoding).describe()}; validation MAE {maes} "
             f"({fit['faces']:,} faces)")
 

@@ -1,5 +1,5 @@
 """Fitting the age decoding on validation faces: a monotone map that lowers the MAE of a biased model (on the faces
-it was fitted on and on fresh ones), the median chosen where the distributions have far tails."""
+it was fitted on and on fresh ones), none for a calibrated one, the median chosen where far tails pull the mean."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,10 +37,10 @@ def test_the_map_is_monotone_and_lowers_the_mae_of_a_biased_model():
     assert len(x) == len(y) >= 2 and all(b > a for a, b in zip(x, x[1:])) and all(b >= a for a, b in zip(y, y[1:]))
     fit = decoding["fit"]
     assert fit["side"] == "val" and fit["faces"] == 2000 and fit["source"] == "model.keras"
-    assert set(fit["val_mae"]) == {"mean", "median", "corrected"}
+    assert set(fit["val_mae"]) == {"mean", "median", "mean_corrected_cv", "median_corrected_cv", "chosen"}
     fitted = AgeDecoding.from_dict(decoding)
-    assert fit["val_mae"]["corrected"] == pytest.approx(mae(val, val_true, fitted), abs=1e-3)
-    assert fit["val_mae"]["corrected"] < min(fit["val_mae"]["mean"], fit["val_mae"]["median"]) - 2
+    assert fit["val_mae"]["chosen"] == pytest.approx(mae(val, val_true, fitted), abs=1e-3)
+    assert fit["val_mae"]["chosen"] < min(fit["val_mae"]["mean"], fit["val_mae"]["median"]) - 2
     test, test_true = biased_model(2000, seed=2)  # faces it never saw
     assert mae(test, test_true, fitted) < mae(test, test_true, AgeDecoding()) - 2
 
@@ -50,12 +50,20 @@ def test_the_median_is_chosen_where_far_tails_pull_the_mean():
     decoding = fit_age_decoding(val, val_true)
     assert decoding["method"] == "median"
     assert decoding["fit"]["val_mae"]["median"] < decoding["fit"]["val_mae"]["mean"]
-    assert "median" not in fit_age_decoding(val[:, :1] * 0 + val_true[:, None], val_true)["fit"]["val_mae"]
+    values = fit_age_decoding(val[:, :1] * 0 + val_true[:, None] + 3, val_true)  # a regression head: the mean only
+    assert values["method"] == "mean" and "median" not in values["fit"]["val_mae"]
+    assert values["fit"]["val_mae"]["chosen"] < 0.5 < 2.9 < values["fit"]["val_mae"]["mean"]
 
 
-def test_an_unbiased_model_keeps_about_the_identity():
-    true = np.random.default_rng(4).uniform(1, 90, 3000)
-    x, y = monotone_map(true + np.random.default_rng(5).normal(0, 3, 3000), true)
+def test_a_calibrated_model_keeps_its_ages():
+    rng = np.random.default_rng(4)
+    centre = rng.uniform(5, 85, 2000)
+    true = np.round(centre + rng.normal(0, 4, 2000))  # the prediction is the true age's expectation
+    logits = -0.5 * ((AGES[None] - centre[:, None]) / 3.0) ** 2
+    decoding = fit_age_decoding(logits, true)
+    assert decoding["correction"] is None, decoding["fit"]["val_mae"]
+    assert decoding["fit"]["val_mae"]["chosen"] == min(decoding["fit"]["val_mae"][m] for m in ("mean", "median"))
+    x, y = monotone_map(centre, true)
     assert np.max(np.abs(np.interp([20, 40, 60], x, y) - [20, 40, 60])) < 2
 
 
@@ -64,5 +72,5 @@ def test_too_few_or_identical_predictions_fit_nothing():
     with pytest.raises(EdgeAgeError, match="10 validation faces are too few"):
         fit_age_decoding(val, val_true)
     same = np.tile(val[:1], (40, 1))
-    with pytest.raises(EdgeAgeError, match="gives every one of the 40 validation faces the age"):
+    with pytest.raises(EdgeAgeError, match="gives every one of the 40 faces the age"):
         fit_age_decoding(same, np.arange(40.0))
