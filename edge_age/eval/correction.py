@@ -75,7 +75,8 @@ def fit_age_decoding(age_output: np.ndarray, true_ages: np.ndarray, **fit) -> di
     correction = None
     if corrected:
         x, y = monotone_map(ages_from_output(age_output, AgeDecoding(method)), true_ages)
-        correction = {"x": x, "y": y}
+        if mae(age_output, true_ages, AgeDecoding(method, tuple(x), tuple(y))) <= val_mae[method]:
+            correction = {"x": x, "y": y}  # never worse than none on the faces it was fitted on
     decoding = {"method": method, "correction": correction}
     val_mae["chosen"] = mae(age_output, true_ages, AgeDecoding.from_dict(decoding))
     return {**decoding, "fit": {"side": "val", "faces": len(true_ages), **fit,
