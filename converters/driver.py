@@ -23,6 +23,7 @@ from firmware_host.files import atomic
 from firmware_host.files.paths import file_sha256
 from firmware_host.infer.contract import is_age_gender
 from firmware_host.infer.model_info import ModelInfo, Output, write_info
+from firmware_host.infer.postprocess import AgeDecoding
 from firmware_host.infer.predictor import predict_tflite
 from firmware_host.infer.preprocess import COLOR_ORDER, PIXEL_OFFSET, PIXEL_SCALE, normalize
 from firmware_host.progress import track
@@ -95,9 +96,9 @@ def _subset(faces: Samples, idx: np.ndarray) -> Samples:
     return Samples(faces.images[idx], faces.ages[idx], faces.genders[idx], f"{len(idx)} of {faces.source}")
 
 
-def _validate(path: Path, faces: Samples, reference: tuple[np.ndarray, np.ndarray], score: Score,
-              progress: str | None = None) -> dict:
-    pred_age, pred_gender = predict_tflite(path, faces.images, progress=progress)
+def _validate(path: Path, faces: Samples, reference: tuple[np.ndarray, np.ndarray], score: Score, *,
+              decoding: AgeDecoding, progress: str | None = None) -> dict:
+    pred_age, pred_gender = predict_tflite(path, faces.images, decoding=decoding, progress=progress)
     m = score(pred_age, faces.ages, pred_gender, faces.genders)
     m["age_diff_to_keras"] = float(np.mean(np.abs(pred_age - reference[0])))
     m["gender_agreement"] = float(np.mean((pred_gender >= 0.5) == (reference[1] >= 0.5)))
@@ -141,7 +142,8 @@ def _representative(faces: Samples):
 class Inputs:
     """What one conversion run converts and checks against: the Keras models (``float``, maybe ``qat``) and their
     files, the faces (None without data), the Keras models' predictions and scores on the validation faces, the
-    faces and float MAE of the int8-mixed search, and the chip resolution the runtime crops at."""
+    faces and float MAE of the int8-mixed search, the chip resolution the runtime crops at, and the age decoding
+    every sidecar carries (``device.json``'s; the files are validated with it)."""
 
     models: dict
     paths: dict
@@ -152,6 +154,7 @@ class Inputs:
     search: Samples | None = None
     float_search_mae: float | None = None
     resolution: int | None = None
+    age_decoding: dict | None = None
 
 
 def needs_workbench(names: list[str], inputs: Inputs) -> bool:
@@ -224,6 +227,7 @@ class _Run:
             return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc.for_cli()}", details)
         if self.inputs.resolution:  # the runtime crops faces at this resolution first, as the training chips were
             info.extra["chip_resolution"] = self.inputs.resolution
+        info.age_decoding = self.inputs.age_decoding
         if options:
             details.update(_mixed(options["search"], path, self.staging))
         if self.inputs.validation is not None:
@@ -252,7 +256,8 @@ class _Run:
             float_mae = float(np.mean(np.abs(self.inputs.keras_preds["float"][0][idx] - faces.ages)))
             details["validated_on"] = faces.source
             progress = "validating int16x8"
-        v = _validate(path, faces, reference, self.score, progress)
+        v = _validate(path, faces, reference, self.score, decoding=AgeDecoding.from_dict(self.inputs.age_decoding),
+                      progress=progress)
         details.update(v)
         details["mae_delta_to_float"] = v["mae"] - float_mae
         if v["mae"] > float_mae + self.threshold:

@@ -1,6 +1,7 @@
 """The edge-age side of ``edge-age convert``: the float model and its QAT twin, the calibration, validation and
-search faces (from a split or the committed manifest), the Keras models' own scores and the chip resolution,
-handed to ``converters.driver``; then the report pages, and an error when a file was rejected."""
+search faces (from a split or the committed manifest), the Keras models' own scores, the chip resolution and the
+age decoding of ``device.json`` (for every sidecar), handed to ``converters.driver``; then the report pages, and an
+error when a file was rejected."""
 from __future__ import annotations
 
 import logging
@@ -30,6 +31,7 @@ from edge_age.train.model_io import read_device_facts
 from edge_age.train.models import reference_model
 from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files import atomic
+from firmware_host.infer.postprocess import AgeDecoding
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +111,21 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     if validation is not None and debug_images is not None and debug_images > len(validation.ages):
         raise EdgeAgeError(f"{{}} {debug_images} is more than the {len(validation.ages)} validation faces",
                            option="--debug-images", parameter="debug_images")
+    facts = read_device_facts(float_path)
+    decoding = AgeDecoding.from_dict(facts.get("age_decoding"))  # the files decode as their Keras model does
     keras_preds, keras_metrics = {}, {}
     if validation is not None:
         for kind, m in models.items():
-            keras_preds[kind] = predict_keras(m, validation.images)
+            keras_preds[kind] = predict_keras(m, validation.images, decoding=decoding)
             pred_age, pred_gender = keras_preds[kind]
             keras_metrics[kind] = age_metrics(pred_age, validation.ages, pred_gender, validation.genders)
 
-    resolution = read_device_facts(float_path).get("chip_resolution") or (native_size(data) if data else None)
+    resolution = facts.get("chip_resolution") or (native_size(data) if data else None)
     if resolution is None:
         log.warning("no chip resolution known for %s (no device.json beside it, no --data): the runtime will crop "
                     "faces at the model's input size", float_path)
     inputs = Inputs(models, {"float": float_path, "qat": qat_path}, calibration, validation, keras_preds,
-                    keras_metrics, resolution=resolution)
+                    keras_metrics, resolution=resolution, age_decoding=facts.get("age_decoding"))
     if needs_workbench(names, inputs):
         inputs.search = _search_faces(data, split, size, validation)
         inputs.float_search_mae = float(np.mean(np.abs(predict_keras(models["float"], inputs.search.images)[0]

@@ -1,7 +1,7 @@
 """The ``edge-age`` command line: argument parsing only, one module per command group (``data``, ``train``,
-``evaluate``, ``convert``, ``device``, ``bench``), the work done by the library. Heavy libraries (TensorFlow,
-matplotlib) load inside commands. The library logs to ``logging.getLogger("edge_age")``; ``main`` decides what
-reaches the terminal and words a library error's hint as a flag."""
+``evaluate`` and ``fit-correction``, ``convert``, ``device``, ``bench``), the work done by the library. Heavy
+libraries (TensorFlow, matplotlib) load inside commands. The library logs to ``logging.getLogger("edge_age")``;
+``main`` decides what reaches the terminal and words a library error's hint as a flag."""
 from __future__ import annotations
 
 import sys
@@ -31,6 +31,7 @@ app.add_typer(data.data_app, name="data")
 app.command()(train.train)
 app.command()(train.teacher)
 app.command()(evaluate.evaluate)
+app.command("fit-correction")(evaluate.fit_correction)
 app.command()(convert.convert)
 app.command()(device.run)
 app.command()(device.predict)

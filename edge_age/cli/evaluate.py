@@ -75,3 +75,18 @@ def _skipped_text(result: dict) -> str:
     parts = [f"{len(result[k])} {what}" for k, what in (("unreadable_files", "undecodable files"),
                                                          ("bad_label_rows", "bad label rows")) if result.get(k)]
     return f"; skipped {' and '.join(parts)}" if parts else ""
+
+
+def fit_correction(
+    model: Path = typer.Argument(..., help="A .keras/.h5 model (the decoding goes into the device.json beside it, "
+                                           "for 'convert' and 'bundle' to carry into every sidecar) or a .tflite "
+                                           "(into its own sidecar)."),
+    split: Path = typer.Option(..., help="Split CSV: the fit uses its validation side only."),
+    data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+) -> None:
+    """Fit how ages are read from the model on the validation side: mean or median of the distribution, then a
+    monotone map; every path that decodes an age applies it."""
+    from edge_age.eval.correction import describe_fit, fit_model_file
+
+    decoding, written = fit_model_file(model, data, split)
+    typer.echo(f"{model.name}: {describe_fit(decoding)}; wrote {written}")

@@ -14,6 +14,7 @@ from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files.csvio import read_table
 from firmware_host.infer.contract import ages_from_output, split_outputs
+from firmware_host.infer.postprocess import IDENTITY, AgeDecoding
 from firmware_host.infer.predictor import predict_tflite
 from firmware_host.progress import track
 
@@ -42,16 +43,23 @@ class Labelled:
         return {"unreadable_files": self.unreadable, "bad_label_rows": self.bad_labels}
 
 
-def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(age, gender probability) for uint8 RGB faces."""
+def keras_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(raw age output, gender probability) of a Keras model for uint8 RGB faces."""
     from firmware_host.infer.preprocess import normalize
     ages, genders = [], []
     for start in range(0, len(images), batch):
         out = model(normalize(np.asarray(images[start:start + batch])), training=False)
         age, gender = split_outputs(out)
-        ages.append(ages_from_output(np.asarray(age)))
+        ages.append(np.asarray(age))
         genders.append(np.asarray(gender)[:, 0])
     return np.concatenate(ages), np.concatenate(genders)
+
+
+def predict_keras(model, images: np.ndarray, batch: int = 256,
+                  decoding: AgeDecoding = IDENTITY) -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) for uint8 RGB faces, the ages read as ``decoding`` says."""
+    age, gender = keras_outputs(model, images, batch)
+    return ages_from_output(age, decoding), gender
 
 
 def score(pred_age, pred_gender, faces: Labelled) -> dict:
@@ -63,9 +71,9 @@ def score(pred_age, pred_gender, faces: Labelled) -> dict:
     return out
 
 
-def evaluate_arrays(model, faces) -> dict:
+def evaluate_arrays(model, faces, decoding: AgeDecoding = IDENTITY) -> dict:
     """Score a Keras model on labelled faces (a training ``Arrays`` or a ``Labelled``)."""
-    pred_age, pred_gender = predict_keras(model, faces.images)
+    pred_age, pred_gender = predict_keras(model, faces.images, decoding=decoding)
     return score(pred_age, pred_gender, faces)
 
 
@@ -217,15 +225,19 @@ def evaluate_file(model: Path, data, split: Path | None = None, subset: str = "t
         return faces
 
     if model.suffix == ".tflite":
+        from firmware_host.infer.model_info import sidecar_decoding
         _check_sidecar(model)
+        decoding = sidecar_decoding(model)
         faces = faces_at(model_input_size(model))
-        pred_age, pred_gender = predict_tflite(model, faces.images)
+        pred_age, pred_gender = predict_tflite(model, faces.images, decoding=decoding)
     else:
-        from edge_age.train.model_io import load_model
+        from edge_age.train.model_io import load_model, read_device_facts
+        decoding = AgeDecoding.from_dict(read_device_facts(model).get("age_decoding"))
         keras_model = load_model(model)  # loaded once: its input size, then its predictions
         faces = faces_at(int(keras_model.input_shape[1]))
-        pred_age, pred_gender = predict_keras(keras_model, faces.images)
-    result = {"model": str(model), **score(pred_age, pred_gender, faces), **faces.skipped()}
+        pred_age, pred_gender = predict_keras(keras_model, faces.images, decoding=decoding)
+    result = {"model": str(model), "age_decoding": decoding.describe(), **score(pred_age, pred_gender, faces),
+              **faces.skipped()}
     if detector is not None:
         result["detection"] = {"detector": detector.name, "detect_size": getattr(detector, "detect_size", 0),
                                "chip_resolution": resolution, "photos": len(faces.files) + len(missed),

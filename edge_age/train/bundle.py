@@ -62,14 +62,16 @@ def bench_latency(bench: Path, model: Path) -> dict:
 
 def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = True, bench: Path | None = None,
                   dest: Path = FAMILY_DIR) -> dict:
-    """Copy ``run``'s model card and ``converted``'s int8 files (with sidecars) into ``dest/name``; write member.json.
+    """Copy ``run``'s model card and ``converted``'s int8 files (with sidecars, their age decoding set to the one in
+    ``run``'s ``device.json``) into ``dest/name``; write member.json.
 
     ``copy_keras`` copies the Keras float and QAT models too; otherwise member.json points at them in ``run``
     when it lies inside the package (the reference model), and the member ships none when it does not.
     ``bench`` takes the int8-qat file's CPU latency from a quiet ``edge-age bench`` run instead of the
     conversion report's single measurement.
     """
-    from edge_age.train.model_io import load_model
+    from edge_age.train.model_io import load_model, read_device_facts
+    from firmware_host.infer.model_info import write_age_decoding
     report_path = converted / "convert_report.json"
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -82,6 +84,7 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
     if missing:
         raise EdgeAgeError(f"cannot bundle {name}: {converted} has no validated {', '.join(missing)} file")
     model = load_model(run / "model.keras")
+    decoding = read_device_facts(run / "model.keras").get("age_decoding")
     spec = config["spec"]
     facts = {
         "arch": f"{spec['arch']} alpha {spec['alpha']}", "input_size": spec["input_size"],
@@ -101,6 +104,7 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
         if target in BUNDLED_TARGETS:
             for suffix in (".tflite", ".json"):
                 shutil.copy2(converted / Path(entry["file"]).with_suffix(suffix), staging)
+            write_age_decoding(staging / entry["file"], decoding)  # the run's, fitted after conversion or not
             facts["files"][target] = entry["file"]
     for src in ("MODEL_CARD.md", "device.json"):
         if (run / src).is_file():

@@ -233,6 +233,7 @@ PRESETS = {
 
 def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool = False) -> dict:
     """Train (float, then QAT when ``config.qat_epochs``), evaluate on the test side, write the run folder."""
+    from edge_age.eval.correction import fit_after_training
     from edge_age.eval.evaluation import evaluate_arrays
     from edge_age.report.train_plots import training_curves
     from edge_age.train.model_card import write_model_card
@@ -276,4 +277,5 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     training_curves(run)
     write_model_card(run, config, metrics, data, split_path=split_path, fingerprint=fingerprint)
     shutil.rmtree(run / "backup", ignore_errors=True)
+    fit_after_training(run / "model.keras", model, arrays["val"], split_path)
     return metrics

@@ -2,7 +2,6 @@
 the runtime needs, saved beside a trained model. TensorFlow loads on first use."""
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from converters.tf_setup import keras
 from edge_age.train.models import ModelSpec, custom_objects
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
-from firmware_host.files.jsonio import write_json
+from firmware_host.files.jsonio import check_schema, read_json, write_json
 
 DEVICE_FILE = "device.json"
 
@@ -26,18 +25,25 @@ def write_device_facts(run: Path, spec: ModelSpec, chip_resolution: int | None) 
 
 
 def read_device_facts(model: Path) -> dict:
-    """The ``device.json`` saved beside a model when it was trained, or ``{}`` for a run made before it existed."""
+    """The ``device.json`` saved beside a model when it was trained, or ``{}`` for a run made before it existed;
+    its ``age_decoding`` checked as a sidecar's."""
+    from firmware_host.infer.model_info import SCHEMA_FILE, check_age_decoding
     path = Path(model).parent / DEVICE_FILE
     if not path.is_file():
         return {}
-    try:
-        facts = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise EdgeAgeError(f"{path} is not valid JSON: {exc}") from None
+    facts = read_json(path, "device facts")
     res = facts.get("chip_resolution") if isinstance(facts, dict) else None
     if not isinstance(facts, dict) or not (res is None or (isinstance(res, int) and 8 <= res <= 4096)):
         raise EdgeAgeError(f"{path}: chip_resolution must be a whole number of pixels in 8..4096")
+    check_schema(facts, SCHEMA_FILE, path, definition="device_facts")
+    check_age_decoding(facts.get("age_decoding"), path)
     return facts
+
+
+def write_age_decoding(model: Path, decoding: dict) -> Path:
+    """Put ``decoding`` into the ``device.json`` beside ``model`` (made if there is none)."""
+    facts = read_device_facts(model)
+    return write_json(Path(model).parent / DEVICE_FILE, {**facts, "age_decoding": decoding})
 
 
 def quantize(model):

@@ -75,12 +75,15 @@ def read_json(path: str | os.PathLike, what: str):
 
 
 @functools.cache
-def load_schema(path: str | os.PathLike):
-    """A JSON Schema validator for the schema file at ``path`` (read once)."""
+def load_schema(path: str | os.PathLike, definition: str | None = None):
+    """A JSON Schema validator for the schema file at ``path`` (read once), or for its ``$defs`` entry
+    ``definition``."""
     import jsonschema
     schema = json.loads(Path(path).read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
+    if definition:
+        schema = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
     return cls(schema)
 
 
@@ -100,11 +103,13 @@ def _problem(error) -> str:
     return error.message if len(error.message) < 200 else error.message[:200] + "..."
 
 
-def check_schema(data, schema_file: str | os.PathLike, where: str | os.PathLike) -> None:
-    """Raise a one-line error naming the first field of ``data`` that breaks the schema in ``schema_file``."""
+def check_schema(data, schema_file: str | os.PathLike, where: str | os.PathLike,
+                 definition: str | None = None) -> None:
+    """Raise a one-line error naming the first field of ``data`` that breaks the schema in ``schema_file`` (or its
+    ``$defs`` entry ``definition``)."""
     import jsonschema
     try:
-        error = jsonschema.exceptions.best_match(load_schema(schema_file).iter_errors(data))
+        error = jsonschema.exceptions.best_match(load_schema(schema_file, definition).iter_errors(data))
     except RecursionError:
         raise EdgeAgeError(f"{where}: nested too deeply") from None
     if error is not None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from firmware_host.errors import EdgeAgeError
-from firmware_host.infer.postprocess import expected_age
+from firmware_host.infer.postprocess import IDENTITY, SOFTMAX, VALUE, AgeDecoding, decode_age
 
 HEADS = ("age", "gender")
 
@@ -43,6 +43,7 @@ def pick_outputs(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndar
     return age, gender[:, 0]
 
 
-def ages_from_output(age: np.ndarray) -> np.ndarray:
-    """Expected age from logits over ages, or the value of a regression head."""
-    return expected_age(age)[0] if age.shape[-1] > 1 else age[:, 0].astype(np.float64)
+def ages_from_output(age: np.ndarray, decoding: AgeDecoding = IDENTITY) -> np.ndarray:
+    """Ages from logits over ages 0..K-1 or from a regression head's value, as ``decoding`` reads them."""
+    age = np.asarray(age)
+    return decode_age(age, SOFTMAX if age.shape[-1] > 1 else VALUE, None, decoding)[0]

@@ -1,8 +1,9 @@
 """What a device needs to know about a ``.tflite`` file, from its JSON sidecar (same stem).
 
 The converter writes it; the runtime holds no constants of its own about a model. Every sidecar is
-checked against ``model_info.schema.json`` (types, ranges, finite numbers) and, where the model is
-loaded, against the model itself (:func:`check_model`: input, output names and shapes).
+checked against ``model_info.schema.json`` (types, ranges, finite numbers), its ``age_decoding`` against
+what a schema cannot say (:func:`check_age_decoding`), and, where the model is loaded, against the model
+itself (:func:`check_model`: input, output names and shapes).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files.jsonio import check_schema, read_json, write_json
+from firmware_host.infer.postprocess import VALUE, AgeDecoding
 
 FORMAT = 1
 SCHEMA_FILE = Path(__file__).with_name("model_info.schema.json")
@@ -44,9 +46,17 @@ class ModelInfo:
     toolkit_version: str
     extra: dict = field(default_factory=dict)
     format: int = FORMAT
+    age_decoding: dict | None = None  # mean or median, and the monotone correction (None: the mean, as it is)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["age_decoding"] is None:
+            del d["age_decoding"]
+        return d
+
+    @property
+    def decoding(self) -> AgeDecoding:
+        return AgeDecoding.from_dict(self.age_decoding)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelInfo:
@@ -74,7 +84,40 @@ def read_info(model: str | Path) -> ModelInfo:
     if isinstance(data, dict) and data.get("format") not in (FORMAT, None):
         raise EdgeAgeError(f"{path}: model metadata format {data['format']!r} is not {FORMAT}: convert the model again")
     check_schema(data, SCHEMA_FILE, path)
+    check_age_decoding(data.get("age_decoding"), path)
+    if data["outputs"]["age"]["decode"] == VALUE and (data.get("age_decoding") or {}).get("method") == "median":
+        raise EdgeAgeError(f"{path}: age_decoding.method: a 'value' age output has no distribution to take the "
+                           "median of")
     return ModelInfo.from_dict(data)
+
+
+def check_age_decoding(decoding: dict | None, where: str | Path) -> None:
+    """What the schema cannot say of an ``age_decoding`` that passed it: x and y have as many knots, x ascends,
+    y never decreases; a one-line error naming the file ``where`` otherwise."""
+    correction = (decoding or {}).get("correction")
+    if not correction:
+        return
+    x, y = correction["x"], correction["y"]
+    if len(x) != len(y):
+        raise EdgeAgeError(f"{where}: age_decoding.correction: x has {len(x)} knots, y {len(y)}: one y per x")
+    for name, values, bad, rule in (("x", x, lambda a, b: b <= a, "ascend strictly"),
+                                    ("y", y, lambda a, b: b < a, "never decrease (a monotone map)")):
+        i = next((i for i in range(1, len(values)) if bad(values[i - 1], values[i])), None)
+        if i is not None:
+            raise EdgeAgeError(f"{where}: age_decoding.correction.{name}: must {rule}, not {values[i]} after "
+                               f"{values[i - 1]} (knot {i})")
+
+
+def sidecar_decoding(model: str | Path) -> AgeDecoding:
+    """The age decoding in the sidecar beside ``model``, checked; the mean, uncorrected, for a file without one."""
+    return read_info(model).decoding if sidecar_path(model).is_file() else AgeDecoding()
+
+
+def write_age_decoding(model: str | Path, decoding: dict | None) -> Path:
+    """Put ``decoding`` into the (valid) sidecar of ``model``, or take it out (None)."""
+    info = read_info(model)
+    info.age_decoding = decoding
+    return write_info(model, info)
 
 
 def signature_runner(interpreter, model: str | Path):

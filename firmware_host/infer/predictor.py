@@ -7,30 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.errors import EdgeAgeError
 from firmware_host.infer.contract import ages_from_output, pick_outputs
 from firmware_host.infer.interpreter import coverage, invoke, make_interpreter
-from firmware_host.infer.model_info import ModelInfo, check_model, read_info, signature_runner
-from firmware_host.infer.postprocess import expected_age
+from firmware_host.infer.model_info import ModelInfo, check_model, read_info, sidecar_decoding, signature_runner
+from firmware_host.infer.postprocess import AgeDecoding, decode_age
 from firmware_host.progress import track
 
 
 @dataclass
 class Prediction:
-    """One face: expected age, spread of the age distribution (years), probability of ``positive`` gender."""
+    """One face: age (as the sidecar decodes it), spread of the age distribution (years), probability of female."""
 
     age: float
     age_std: float
     female: float
-
-
-def decode_age(output: np.ndarray, decode: str, ages: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) per row: expectation of a softmax over ``ages`` or a plain value (std 0)."""
-    if decode == "value":
-        return output[:, 0].astype(np.float64), np.zeros(len(output))
-    if decode != "softmax_expectation":
-        raise EdgeAgeError(f"unknown age decoding {decode!r} in the model metadata")
-    return expected_age(output, ages[0] if ages else 0)
 
 
 class AgeGenderModel:
@@ -60,24 +50,32 @@ class AgeGenderModel:
     def decode(self, outputs: dict[str, np.ndarray]) -> list[Prediction]:
         """Outputs to ages, spreads and gender probabilities, as the sidecar says."""
         age_out, gender_out = self.info.outputs["age"], self.info.outputs["gender"]
-        mean, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages)
+        age, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages, self.info.decoding)
         female = outputs[gender_out.name][:, 0].astype(np.float64)
         if gender_out.positive == "male":
             female = 1 - female
-        return [Prediction(float(a), float(s), float(g)) for a, s, g in zip(mean, std, female)]
+        return [Prediction(float(a), float(s), float(g)) for a, s, g in zip(age, std, female)]
 
 
-def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, *, delegate: str = "cpu",
+def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, *,
+                   decoding: AgeDecoding | None = None, **options) -> tuple[np.ndarray, np.ndarray]:
+    """(age, gender probability) from a ``.tflite`` file through LiteRT (``options``: see :func:`tflite_outputs`),
+    the ages read as ``decoding`` says (default: as the sidecar beside ``path`` says; the mean without one)."""
+    age, gender = tflite_outputs(path, images, threads, batch, **options)
+    return ages_from_output(age, sidecar_decoding(path) if decoding is None else decoding), gender
+
+
+def tflite_outputs(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, *, delegate: str = "cpu",
                    library: str | None = None, device: str | None = None,
                    progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(age, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress`` names a
-    progress bar over the batches (for slow files)."""
+    """(raw age output, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress``
+    names a progress bar over the batches (for slow files)."""
     interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
     signature_runner(interpreter, path)  # another task's model: one line, not a LiteRT traceback
     ages, genders = [], []
     starts = range(0, len(images), batch)
     for start in (track(starts, progress, total=len(starts)) if progress else starts):
         age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
-        ages.append(ages_from_output(age))
+        ages.append(age)
         genders.append(gender)
     return np.concatenate(ages), np.concatenate(genders)

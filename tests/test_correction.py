@@ -1,0 +1,104 @@
+"""The age decoding stored with a model, end to end on the tiny run: fitted by train and by fit-correction on the
+validation side, carried by convert and bundle into the sidecars, applied alike by the TensorFlow evaluation, the
+converter's validation and the TF-free runtime."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_age.eval.evaluation import evaluate_file
+from edge_age.train.bundle import bundle_member
+from edge_age.train.model_io import write_age_decoding
+from firmware_host.infer.contract import ages_from_output
+from firmware_host.infer.model_info import read_info
+from firmware_host.infer.predictor import AgeGenderModel
+from tests.conftest import assert_user_error, run_cli
+
+# far from the identity, so that a path that forgets it is caught
+DECODING = {"method": "median", "correction": {"x": [10.0, 30.0, 50.0], "y": [5.0, 38.0, 70.0]}}
+
+
+@pytest.fixture
+def run_copy(tiny_run, tmp_path):
+    """The tiny run's files in a folder of the test's own, its device.json free to change."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "qat.h5", "device.json", "config.json", "metrics.json", "MODEL_CARD.md"):
+        shutil.copy2(tiny_run / name, run)
+    return run
+
+
+def test_train_fits_the_decoding_on_the_validation_side(tiny_run, split):
+    decoding = json.loads((tiny_run / "device.json").read_text())["age_decoding"]
+    fit = decoding["fit"]
+    assert fit["side"] == "val" and fit["source"] == "model.keras" and decoding["method"] in ("mean", "median")
+    val_faces = sum(1 for line in split.read_text().splitlines() if line.endswith(",val"))
+    assert fit["faces"] == val_faces
+    assert fit["val_mae"]["chosen"] <= min(fit["val_mae"][m] for m in ("mean", "median")) + 1e-9
+
+
+def test_tf_and_tflite_paths_give_the_same_corrected_ages(run_copy, faces, split, tmp_path):
+    write_age_decoding(run_copy / "model.keras", DECODING)
+    out = tmp_path / "convert"
+    proc = run_cli("convert", run_copy / "model.keras", "--targets", "float32", "--data", faces, "--split", split,
+                   "--out", out, "--threshold", "100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tflite = out / "age_gender_float32.tflite"
+    assert json.loads(tflite.with_suffix(".json").read_text())["age_decoding"] == DECODING
+
+    keras_result, (keras_ages, _, labelled) = evaluate_file(run_copy / "model.keras", faces, split, "test")
+    tflite_result, (tflite_ages, _, _) = evaluate_file(tflite, faces, split, "test")
+    device = AgeGenderModel(tflite)
+    device_ages = np.array([p.age for p in device.predict(labelled.images)])
+    assert keras_result["age_decoding"] == tflite_result["age_decoding"] == "median, corrected (3 knots)"
+    assert np.max(np.abs(keras_ages - device_ages)) < 0.05 and np.max(np.abs(tflite_ages - device_ages)) < 1e-6
+    raw = device.infer(labelled.images)[device.info.outputs["age"].name]
+    assert np.max(np.abs(device_ages - ages_from_output(raw))) > 3  # the correction was applied
+    report = json.loads((out / "convert_report.json").read_text())
+    validated = next(t for t in report["targets"] if t["target"] == "float32")["details"]
+    assert validated["mae"] == pytest.approx(tflite_result["mae"], abs=1e-3)  # convert's check decodes alike
+    assert report["keras"]["float"]["mae"] == pytest.approx(keras_result["mae"], abs=1e-3)
+
+
+def test_bundle_carries_the_run_decoding_into_its_sidecars(run_copy, converted, tmp_path):
+    write_age_decoding(run_copy / "model.keras", DECODING)  # fitted after the files were converted
+    facts = bundle_member("x", run=run_copy, converted=converted, copy_keras=False, dest=tmp_path / "family")
+    for file in facts["files"].values():
+        assert read_info(tmp_path / "family" / "x" / file).age_decoding == DECODING
+    assert json.loads((tmp_path / "family" / "x" / "device.json").read_text())["age_decoding"] == DECODING
+
+
+def test_fit_correction_writes_into_device_json_and_sidecars(run_copy, qat_tflite, faces, split, tmp_path):
+    proc = run_cli("fit-correction", run_copy / "model.keras", "--split", split, "--data", faces)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    decoding = json.loads((run_copy / "device.json").read_text())["age_decoding"]
+    assert decoding["fit"]["side"] == "val" and "validation MAE" in proc.stdout and "device.json" in proc.stdout
+    tflite = tmp_path / qat_tflite.name
+    for suffix in (".tflite", ".json"):
+        shutil.copy2(qat_tflite.with_suffix(suffix), tmp_path)
+    proc = run_cli("fit-correction", tflite, "--split", split, "--data", faces)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(tflite.with_suffix(".json").read_text())["age_decoding"]["fit"]["source"] == tflite.name
+
+
+def test_fit_correction_refuses_bad_input(run_copy, faces, split, tmp_path):
+    before = (run_copy / "device.json").read_text()
+    assert_user_error(run_cli("fit-correction", run_copy / "config.json", "--split", split, "--data", faces),
+                      "is not a .keras, .h5 or .tflite model file")
+    assert_user_error(run_cli("fit-correction", run_copy / "model.keras", "--split", tmp_path / "none.csv",
+                              "--data", faces), "none.csv does not exist")
+    no_val = tmp_path / "no_val.csv"
+    no_val.write_text("\n".join(ln for ln in split.read_text().splitlines() if not ln.endswith(",val")) + "\n")
+    assert_user_error(run_cli("fit-correction", run_copy / "model.keras", "--split", no_val, "--data", faces),
+                      "no labelled faces")
+    broken = {**json.loads(before), "age_decoding": {**DECODING, "correction": {"x": [10, 30, 50], "y": [9, 8, 7]}}}
+    (run_copy / "device.json").write_text(json.dumps(broken))
+    assert_user_error(run_cli("fit-correction", run_copy / "model.keras", "--split", split, "--data", faces),
+                      "device.json: age_decoding.correction.y: must never decrease")
+    assert json.loads((run_copy / "device.json").read_text()) == broken  # nothing written over it
+    lone = tmp_path / "lone.tflite"
+    lone.write_bytes(b"not a model")
+    assert_user_error(run_cli("fit-correction", lone, "--split", split, "--data", faces), "lone.json is missing")
