@@ -71,7 +71,8 @@ def test_bundle_carries_the_run_decoding_into_its_sidecars(run_copy, converted, 
     assert json.loads((tmp_path / "family" / "x" / "device.json").read_text())["age_decoding"] == DECODING
 
 
-def test_fit_correction_writes_into_device_json_and_sidecars(run_copy, qat_tflite, faces, split, tmp_path):
+def test_fit_correction_writes_into_device_json_and_sidecars(run_copy, converted, faces, split, tmp_path):
+    qat_tflite = converted / "age_gender_int8-qat.tflite"
     proc = run_cli("fit-correction", run_copy / "model.keras", "--split", split, "--data", faces)
     assert proc.returncode == 0, proc.stderr[-3000:]
     decoding = json.loads((run_copy / "device.json").read_text())["age_decoding"]
