@@ -18,7 +18,7 @@ import pytest
 from edge_age.data.scenes import make_video
 from firmware_host.detect.detectors import BUNDLED, YUNET_FILE, find_model, make_detector
 from firmware_host.errors import EdgeAgeError
-from tests.conftest import ROOT, UTK64, UTK200, assert_user_error, copy_slice, run_cli, sample_names
+from tests.conftest import ROOT, UTK200, assert_user_error, copy_slice, run_cli, sample_names
 from tests.scenes import chips, without_tensorflow
 from tests.test_hardening import free_port, wait_for_frame
 
@@ -188,15 +188,18 @@ def test_models_say_where_latency_was_measured_and_measure_here():
     assert all(m["latency_ms_p50_here"] > 0 for m in json.loads(proc.stdout))
 
 
-def test_convert_is_quiet_unless_verbose(tmp_path):
-    """The int8 targets ran the converter's calibration, its MLIR quantizer and the QuantizationDebugger: none of
-    their lines reach the terminal."""
-    from edge_age.data.calibration import DEFAULT_MANIFEST
-    names = [row["file"] for row in list(csv.DictReader(open(DEFAULT_MANIFEST)))[:20]]
-    faces = copy_slice(UTK64, tmp_path / "faces", names)
-    proc = run_cli("convert", "--targets", "int8,int8-qat", "--data", faces, "--calib", "20", "--threshold", "100",
-                   "--out", tmp_path / "convert")
+def test_convert_is_quiet_unless_verbose(tiny_run, faces, split, tmp_path):
+    """int8 ran the converter's calibration, its MLIR quantizer and the QuantizationDebugger, int8-qat the QAT
+    conversion: none of their own lines reach the terminal; --verbose shows them."""
+    args = ("convert", tiny_run / "model.keras", "--targets", "int8,int8-qat", "--data", faces, "--split", split,
+            "--calib", "20", "--threshold", "100", "--debug-images", "8")
+    proc = run_cli(*args, "--out", tmp_path / "quiet")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for noise in ("Statistics for quantized inputs", "fully_quantize", "tf.lite.Interpreter is deprecated",
-                  "UserWarning", "WARNING:"):
+    for noise in NOISE:
         assert noise not in proc.stderr, proc.stderr[-3000:]
+    proc = run_cli("--verbose", *args, "--out", tmp_path / "verbose")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert any(noise in proc.stderr for noise in NOISE), proc.stderr[-3000:]
+
+
+NOISE = ("Statistics for quantized inputs", "fully_quantize", "tf.lite.Interpreter is deprecated", "UserWarning")
