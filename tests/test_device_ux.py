@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import cv2
@@ -164,6 +166,10 @@ def test_run_serve_stops_cleanly_on_sigterm(tmp_path):
                             env=no_yunet_override(dict(os.environ)))
     try:
         wait_for_frame(port)
+        seen = 0
+        while seen < 2 and proc.poll() is None:  # frames 0 and 1 are counted once frame 2 is served
+            seen = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats.json", timeout=10).read())["frame"]
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)  # systemctl stop
         stdout, stderr = proc.communicate(timeout=60)
@@ -171,7 +177,7 @@ def test_run_serve_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in stderr and f"http://127.0.0.1:{port}/" in stderr
     assert stderr.count("detector yunet") == 1
     report = json.loads((out / "run_report.json").read_text())
-    assert report["status"] == "stopped" and report["frames"] >= 1
+    assert report["status"] == "stopped" and report["frames"] >= 2
     assert f"{report['frames']} frames" in stdout
 
 
