@@ -35,6 +35,12 @@ unit: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# The wheel a device installs (runtime only unless an extra is asked for), built offline into dist/.
+.PHONY: wheel
+wheel: setup
+	rm -rf dist
+	$(BIN)/pip wheel --no-deps --no-build-isolation --no-index -q -w dist .
+
 # Reproduce the bundled reference model (float + QAT) on EDGE_AGE_DATA and copy it into the package.
 reference: setup
 	$(BIN)/edge-age data split --out runs/split.csv

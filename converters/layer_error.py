@@ -37,6 +37,7 @@ from converters.targets import ptq_converter
 from converters.tf_setup import keras, tensorflow
 from firmware_host.errors import EdgeAgeError
 from firmware_host.progress import track
+from firmware_host.quiet import native_quiet
 
 DEBUGGER, INTERPRETER = "debugger", "interpreter"
 MAX_SNR_DB = 150.0
@@ -244,11 +245,13 @@ class Int8Debugger:
 
     def __init__(self, model, calibration, images: np.ndarray):
         self.images = images
-        self._debugger = tensorflow().lite.experimental.QuantizationDebugger(
-            converter=ptq_converter(model, calibration), debug_options=self._options(()))
+        tf = tensorflow()
+        with native_quiet():  # the quantizer's "fully_quantize: ..." lines and the tf.lite.Interpreter notice
+            self._debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=ptq_converter(model, calibration), debug_options=self._options(()))
+            self.base = self._debugger.get_nondebug_quantized_model()
         self._denylist: tuple[str, ...] = ()
         self._cache: dict[tuple[str, ...], list[Layer]] = {}
-        self.base = self._debugger.get_nondebug_quantized_model()
         self.readers = readers(_model_interpreter(self.base))
 
     @staticmethod
@@ -258,7 +261,8 @@ class Int8Debugger:
 
     def _deny(self, denylist: tuple[str, ...]) -> None:
         if denylist != self._denylist:
-            self._debugger.options = self._options(denylist)
+            with native_quiet():  # setting the options quantizes again
+                self._debugger.options = self._options(denylist)
             self._denylist = denylist
 
     def quantized(self, denylist=()) -> bytes:
@@ -267,7 +271,8 @@ class Int8Debugger:
         if not denylist:
             return self.base
         self._deny(denylist)
-        return self._debugger.get_nondebug_quantized_model()
+        with native_quiet():
+            return self._debugger.get_nondebug_quantized_model()
 
     def layers(self, denylist=(), description: str = "per-layer error") -> list[Layer]:
         """Each quantized op's error on the debug images, in graph order and ranked."""
@@ -279,7 +284,8 @@ class Int8Debugger:
     def _measure(self, denylist: tuple[str, ...], description: str) -> list[Layer]:
         plain = _model_interpreter(self.quantized(denylist))
         self._deny(denylist)
-        debug = _model_interpreter(self._debugger.get_debug_quantized_model(), keep_tensors=True)
+        with native_quiet():
+            debug = _model_interpreter(self._debugger.get_debug_quantized_model(), keep_tensors=True)
         verified = [op for op in debug._get_ops_details() if op["op_name"] == "NumericVerify"]
         producer = {int(op["outputs"][0]): op["op_name"] for op in debug._get_ops_details()}
         names, outputs, detail = _names(plain), _signature_outputs(plain), _details(plain)
@@ -303,7 +309,6 @@ def _model_interpreter(model: bytes, keep_tensors: bool = False):
     if keep_tensors:
         debug = dict(experimental_preserve_all_tensors=True,
                      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    from firmware_host.quiet import native_quiet
     with native_quiet():
         interpreter = litert.Interpreter(model_content=model, **debug)
         interpreter.allocate_tensors()

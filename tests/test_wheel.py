@@ -14,10 +14,11 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import cv2
 import pytest
 
-from tests.conftest import ROOT, UTK64, UTK200
-from tests.scenes import without_tensorflow
+from tests.conftest import ROOT, UTK64, UTK200, copy_slice, sample_names
+from tests.scenes import chips, without_tensorflow
 
 SOURCES = ("pyproject.toml", "README.md", "calibration_data", "edge_age", "converters", "firmware_host")
 
@@ -54,8 +55,9 @@ def venv(wheel, tmp_path_factory) -> Path:
 
 
 def clean(env: dict) -> dict:
-    """``env`` on top of this environment without the source tree's PYTHONPATH or a data folder."""
-    return {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGE_AGE_DATA", "VIRTUAL_ENV")}, **env}
+    """``env`` on top of this environment without the source tree's PYTHONPATH, a data folder or another YuNet file."""
+    drop = ("PYTHONPATH", "EDGE_AGE_DATA", "VIRTUAL_ENV", "EDGE_AGE_YUNET")
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **env}
 
 
 def edge_age(venv: Path, *args, env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -78,6 +80,9 @@ def test_metadata_has_no_tensorflow_in_the_base_requirements(wheel):
     assert any("tensorflow" in line and 'extra == "train"' in line for line in meta.splitlines())
     assert "edge_age/calibration_data/train_manifest.csv" in names
     assert any(n.startswith("edge_age/family/s/") and n.endswith(".tflite") for n in names)
+    bundled = {"firmware_host/detect/models/face_detection_yunet_2023mar.onnx", "edge_age/deploy/edge-age.service",
+               "firmware_host/detect/models/LICENSE.opencv_zoo-yunet-MIT"}
+    assert bundled <= set(names)
 
 
 def test_runtime_commands_from_the_wheel_without_tensorflow(venv, tmp_path):
@@ -108,6 +113,39 @@ def test_runtime_commands_from_the_wheel_without_tensorflow(venv, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     bench = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert bench["status"] == "complete" and bench["latency"][0]["model"].startswith("age_gender_int8-qat")
+
+
+def test_the_first_minutes_from_the_wheel(venv, tmp_path):
+    """What a new user tries first, without TensorFlow and without naming a YuNet file: ``auto`` is the bundled
+    YuNet, the Python API predicts a photo, ``predict --crops`` takes chips, a typo is an error."""
+    env = {k: v for k, v in without_tensorflow(tmp_path / "blocked").items() if k != "EDGE_AGE_YUNET"}
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), cv2.copyMakeBorder(chips(1, seed=5)[0].image, 120, 120, 160, 160, cv2.BORDER_CONSTANT,
+                                               value=(90, 90, 90)))
+    proc = python(venv, f"""
+import json, sys
+import edge_age
+model = edge_age.load("s")
+faces = model.predict({str(photo)!r})
+print(json.dumps({{"detector": model.detector.name, "yunet": str(model.detector.model),
+                  "faces": [f.to_dict() for f in faces], "tf": "tensorflow" in sys.modules}}))
+""", env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["detector"] == "yunet" and out["yunet"].startswith(str(venv)) and not out["tf"]
+    assert len(out["faces"]) == 1 and 1 <= out["faces"][0]["age"] <= 100
+
+    faces = copy_slice(UTK200, tmp_path / "chips", sample_names(UTK200, 20))
+    proc = edge_age(venv, "predict", faces, "--crops", "--out", tmp_path / "crops", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "20 of 20 images with a face, 20 faces (--crops)" in proc.stdout
+    proc = edge_age(venv, "predict", faces, "--out", tmp_path / "detected", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "detector yunet (bundled model)" in proc.stderr and "faces (yunet)" in proc.stdout
+
+    proc = edge_age(venv, "predict", tmp_path / "nosuch.jpg", env=env, cwd=tmp_path)
+    assert proc.returncode != 0 and "edge-age: error: " in proc.stderr and "nosuch.jpg does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_default_convert_from_the_wheel_with_tensorflow(venv, tmp_path):

@@ -1,6 +1,7 @@
 """``edge-age run``, ``predict``, ``serve`` and ``run-table``: the on-device runtime."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from edge_age.cli.options import (
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files.jsonio import write_json
 from firmware_host.pipeline.defaults import DETECT_EVERY, WINDOW_S
+
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -54,8 +57,14 @@ def run(
                               "--duration, Ctrl-C or SIGTERM)."),
     max_fps: float | None = typer.Option(None, help="Process at most this many frames per second (a video file "
                                             "is then read at that pace; a camera's extra frames are dropped)."),
+    systemd_unit: bool = typer.Option(False, "--systemd-unit", help="Print a systemd unit that runs this command "
+                                      "with --serve (0.0.0.0:8080 unless given) from boot, and exit."),
 ) -> None:
     """The camera demo: capture, detect, align, age and gender, track, draw; per-stage latency in run_report.json."""
+    if systemd_unit:
+        from edge_age.service import systemd_unit as unit_text
+        typer.echo(unit_text(sys.argv[1:]), nl=False)
+        return
     from edge_age.members import resolve_tflite
     from firmware_host.pipeline.runner import RunOptions
     from firmware_host.pipeline.runner import run as run_pipeline
@@ -94,26 +103,30 @@ def predict(
     detector_model: Path | None = DetectorModelOpt,
     detect_size: int = DetectSizeOpt,
     min_face: int = typer.Option(0, min=0, help="Ignore faces narrower than this many pixels."),
+    crops: bool = typer.Option(False, "--crops", help="The images are face chips already (as UTKFace's): predict "
+                               "each image whole, one face, neither detected nor aligned."),
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
+    from edge_age.api import load
     from edge_age.eval.evaluation import read_labels
-    from edge_age.members import resolve_tflite
-    from firmware_host.detect.detectors import make_detector
-    from firmware_host.infer.predictor import AgeGenderModel
-    from firmware_host.pipeline.photos import predict_images, write_rows
+    from firmware_host.logs import STATUS
+    from firmware_host.pipeline.photos import image_files, predict_images, write_rows
     from firmware_host.progress import track
 
     truth = read_labels(labels, skip_bad_labels) if labels else None
-    age_model = AgeGenderModel(resolve_tflite(model), delegate, threads, delegate_library, device)
-    finder = make_detector(detector, detector_model, threads, detect_size=detect_size)
-    rows, timer, unreadable = predict_images(images, age_model, finder, out, min_face=min_face,
+    image_files(images)  # a path that does not exist is an error before the model loads
+    estimator = load(model, detector=None if crops else detector, threads=threads, detector_model=detector_model,
+                     detect_size=detect_size, min_face=min_face, delegate=delegate, delegate_library=delegate_library,
+                     device=device)
+    log.info("edge-age: %s", estimator.describe(), extra=STATUS)
+    rows, timer, unreadable = predict_images(images, estimator, out, crops=crops,
                                              progress=lambda items, total: track(items, "predicting", total))
     write_rows(rows, out)
     found = {r["file"] for r in rows if r["face"] >= 0}
     typer.echo(f"{len(found)} of {len({r['file'] for r in rows})} images with a face, "
                f"{sum(r['face'] >= 0 for r in rows)} "
-               f"faces ({finder.name}); unreadable: {len(unreadable)}")
+               f"faces ({'--crops' if crops else estimator.detector.name}); unreadable: {len(unreadable)}")
     typer.echo("p50 ms: " + ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in timer.summary().items() if v.get("count")))
     if truth is not None:
         _report_accuracy(rows, truth, out)

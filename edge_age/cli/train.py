@@ -85,14 +85,18 @@ def teacher(
 
 def models(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list (name, files: target -> path, figures)."),
+    measure: bool = typer.Option(False, "--measure", help="Also time each member's int8-qat file here (p50 of 200 "
+                                 "invokes, batch 1, 1 thread, after 20 untimed)."),
 ) -> None:
     """The bundled model family: each member's size, accuracy on the test split and latency; usable by name."""
     from edge_age.members import DEFAULT_MEMBER, members
     from edge_age.report.page import md_table
 
     family = members()
+    here = _measure_here(family) if measure else {}
     if json_out:
-        typer.echo(json.dumps([m.summary() for m in family], indent=1))
+        typer.echo(json.dumps([{**m.summary(), **({"latency_ms_p50_here": here[m.name]} if measure else {})}
+                               for m in family], indent=1))
         return
     rows = []
     for m in family:
@@ -101,11 +105,37 @@ def models(
         rows.append([m.name + (" (default)" if m.name == DEFAULT_MEMBER else ""), f["arch"], f["input_size"],
                      f"{f['params'] / 1e6:.2f} M", f"{f['macs'] / 1e6:.0f} M", f"{t.get('size_kb', 0):.0f} KB",
                      f"{t.get('mae', float('nan')):.2f}", f"{t.get('cs5', float('nan')):.1%}",
-                     f"{t.get('gender_accuracy', float('nan')):.1%}", f"{p50:.2f}"])
+                     f"{t.get('gender_accuracy', float('nan')):.1%}", f"{p50:.2f}",
+                     *([f"{here[m.name]:.2f}"] if measure else [])])
     typer.echo(md_table(["name", "architecture", "input", "params", "MACs", "int8 file", "MAE", "CS@5", "gender",
-                         "p50 ms (1 thread)"], rows))
-    typer.echo("Figures: int8-qat file on the test split of the build machine; use a name wherever a model goes, "
-               "e.g. 'edge-age run -m n'.")
+                         "p50 ms (1 thread, build machine)", *(["p50 ms here"] if measure else [])], rows))
+    typer.echo("Figures: int8-qat file on the test split; use a name wherever a model goes, e.g. 'edge-age run -m n'.")
+    typer.echo(_where_measured(family))
+    if measure:
+        from firmware_host.infer.system_info import describe
+        system = describe()
+        typer.echo(f"'p50 ms here': this machine ({system['cpu'] or system['machine']}, {system['cores']} cores), "
+                   f"ai-edge-litert {system['packages'].get('ai-edge-litert', '?')}, batch 1, 1 thread, XNNPACK.")
+
+
+def _where_measured(family) -> str:
+    """Where the bundled latencies come from, as far as member.json records it."""
+    machines = ", ".join(sorted({f"'{m.facts['latency_device']}'" if m.facts.get("latency_device")
+                                 else "unnamed" for m in family}))
+    return (f"Latency: p50 of one invoke, batch 1, 1 thread, on the machine that built the family ({machines}; "
+            "date and LiteRT version not recorded): other CPUs differ, 'edge-age models --measure' times them here.")
+
+
+def _measure_here(family) -> dict[str, float]:
+    """p50 ms of each member's int8-qat file on this machine, batch 1, 1 thread."""
+    import numpy as np
+
+    from firmware_host.infer.interpreter import make_interpreter
+    from firmware_host.pipeline.latency import measure
+    from firmware_host.progress import track
+
+    return {m.name: float(np.median(measure(make_interpreter(m.tflite(), threads=1), runs=200, warmup=20)) * 1000)
+            for m in track(family, "timing", total=len(family))}
 
 
 def bundle(

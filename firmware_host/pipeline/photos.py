@@ -9,9 +9,10 @@ from pathlib import Path
 import cv2
 
 from firmware_host.capture.sources import ImageSource
+from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
 from firmware_host.files.jsonio import write_json
-from firmware_host.pipeline.faces import analyse
+from firmware_host.pipeline.estimator import AgeEstimator
 from firmware_host.pipeline.stages import StageTimer
 from firmware_host.sinks.overlay import draw_face, label
 
@@ -32,22 +33,32 @@ def annotated_name(name: str) -> str:
     return name if name.lower().endswith(JPEG_SUFFIXES) else name + ".jpg"
 
 
-def predict_images(paths: list[Path], model, detector, out: Path, *, min_face: int = 0, annotate: bool = True,
+def image_files(paths: list[Path]) -> list[Path]:
+    """The image files of ``paths`` (files, and the images of folders), each once; an error naming a path that
+    does not exist or a folder without an image."""
+    for p in paths:
+        if not Path(p).exists():
+            raise EdgeAgeError(f"{p} does not exist")
+    return list(dict.fromkeys(Path(os.path.normpath(f.absolute())) for p in paths for f in ImageSource(Path(p)).files))
+
+
+def predict_images(paths: list[Path], estimator: AgeEstimator, out: Path, *, crops: bool = False,
+                   annotate: bool = True,
                    progress=lambda items, total: items) -> tuple[list[dict], StageTimer, list[str]]:
     """One row per face found (files without a face get a row with ``face`` = -1); annotated images go to ``out``,
-    mirroring the inputs' folders (see :func:`relative_names`).
+    mirroring the inputs' folders (see :func:`relative_names`). With ``crops`` each image is one face, whole.
 
     Returns the rows, the stage times and the files that could not be read.
     """
+    files = image_files(paths)
     out = atomic.writable_dir(out)
-    files = list(dict.fromkeys(Path(os.path.normpath(f.absolute())) for p in paths for f in ImageSource(Path(p)).files))
     timer, rows, unreadable = StageTimer(), [], []
     for path, name in progress(list(zip(files, relative_names(files))), len(files)):
         frame = next(ImageSource(path).frames(), None)
         if frame is None:
             unreadable.append(name)
             continue
-        results = analyse(frame.image, detector, model, timer, min_face)
+        results = estimator.predict(frame.image, crops=crops, timer=timer)
         timer.end_frame()
         target = annotated_name(name) if annotate and results else ""
         if not results:
@@ -56,7 +67,7 @@ def predict_images(paths: list[Path], model, detector, out: Path, *, min_face: i
             p = r.prediction
             rows.append({"file": name, "face": i, **dict(zip("xywh", (round(v, 1) for v in r.face.box))),
                          "score": round(r.face.score, 3), "age": round(p.age, 2), "age_std": round(p.age_std, 2),
-                         "female": round(p.female, 4), "gender": "F" if p.female >= 0.5 else "M", "annotated": target})
+                         "female": round(p.female, 4), "gender": r.gender, "annotated": target})
         if target:
             image = frame.image if frame.image.ndim == 3 else cv2.cvtColor(frame.image, cv2.COLOR_GRAY2BGR)
             for r in results:

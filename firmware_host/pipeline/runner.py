@@ -13,17 +13,15 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from firmware_host.capture.sources import ImageSource, LatestFrames, open_source
-from firmware_host.detect.detectors import make_detector
 from firmware_host.detect.reduced import check_size
 from firmware_host.detect.tracking import IouTracker
 from firmware_host.errors import EdgeAgeError, user_message
 from firmware_host.files import atomic
 from firmware_host.files.jsonio import write_json
 from firmware_host.infer import system_info
-from firmware_host.infer.predictor import AgeGenderModel
 from firmware_host.logs import STATUS
 from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
-from firmware_host.pipeline.faces import predict_faces
+from firmware_host.pipeline.estimator import AgeEstimator, EstimatorOptions
 from firmware_host.pipeline.finder import FaceFinder, check_every
 from firmware_host.pipeline.stages import Durations, StageTimer, summarize
 from firmware_host.pipeline.windows import Windows, check_seconds, drift, frame_summary
@@ -103,10 +101,12 @@ class Run:
                 raise EdgeAgeError("{} needs a display (none here): use {} instead",
                                    option=("--show", "--serve HOST:PORT"), parameter=("show", "serve='HOST:PORT'"))
         self.out = atomic.writable_dir(options.out)
-        self.model = AgeGenderModel(options.model, options.delegate, options.threads, options.delegate_library,
-                                    options.device)
-        self.detector = make_detector(options.detector, options.detector_model, threads=options.threads,
-                                      detect_size=options.detect_size)
+        self.estimator = AgeEstimator.create_from_options(EstimatorOptions(
+            options.model, detector=options.detector, detector_model=options.detector_model,
+            detect_size=options.detect_size, min_face=options.min_face, threads=options.threads,
+            delegate=options.delegate, delegate_library=options.delegate_library, device=options.device))
+        self.model, self.detector = self.estimator.model, self.estimator.detector
+        log.info("edge-age: %s", self.estimator.describe(), extra=STATUS)
         self.finder = FaceFinder(self.detector, options.detect_every, options.min_face)
         self.source = open_source(options.source, options.width, options.height, options.fps, loop=options.loop)
         self.sinks, self.images = [], []
@@ -147,7 +147,7 @@ class Run:
                 began = time.perf_counter()
                 self.timer.add("capture", frame.grab_s)
                 faces = self.finder.find(frame.image, self.timer)
-                results = predict_faces(frame.image, faces, self.detector.name, self.model, self.timer)
+                results = self.estimator.predict_faces(frame.image, faces, self.timer)
                 with self.timer.stage("postprocess"):
                     tracks = self.tracker.update([r.face.box for r in results], [r.prediction for r in results])
                 if self.images:

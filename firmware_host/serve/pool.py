@@ -17,11 +17,10 @@ import cv2
 import numpy as np
 
 from firmware_host.capture import images
-from firmware_host.detect.detectors import make_detector
 from firmware_host.errors import EdgeAgeError
 from firmware_host.infer.interpreter import check_threads
-from firmware_host.infer.predictor import AgeGenderModel
-from firmware_host.pipeline.faces import analyse, largest
+from firmware_host.pipeline.estimator import AgeEstimator, EstimatorOptions
+from firmware_host.pipeline.faces import largest
 from firmware_host.pipeline.stages import StageTimer
 from firmware_host.sinks.overlay import draw_face, label
 
@@ -65,8 +64,15 @@ class Query:
 
 @dataclass
 class Worker:
-    model: AgeGenderModel
-    detector: object
+    estimator: AgeEstimator
+
+    @property
+    def model(self):
+        return self.estimator.model
+
+    @property
+    def detector(self):
+        return self.estimator.detector
 
     def predict(self, data: bytes, query: Query) -> tuple[dict, bytes | None]:
         """The faces in an encoded photo as the JSON answer, and the annotated JPEG when asked for."""
@@ -79,7 +85,7 @@ class Worker:
                 raise RequestError(400, f"the {self.detector.name} detector has no score threshold")
             self.detector.threshold = query.threshold
         try:
-            results = analyse(image, self.detector, self.model, timer)
+            results = self.estimator.predict(image, timer=timer)
         finally:
             if query.threshold is not None:
                 self.detector.threshold = default
@@ -113,8 +119,9 @@ class Pool:
                                "(with its .json sidecar beside it)")
         self.workers: queue.SimpleQueue[Worker] = queue.SimpleQueue()
         for _ in range(check_threads(size)):
-            self.workers.put(Worker(AgeGenderModel(model, delegate, 1, library, device),
-                                    make_detector(detector, detector_model, threads=1)))
+            self.workers.put(Worker(AgeEstimator.create_from_options(EstimatorOptions(
+                model, detector=detector, detector_model=detector_model, delegate=delegate, delegate_library=library,
+                device=device))))
         self.first = self.workers.get()
         self.workers.put(self.first)
         self.size, self.limit, self.busy = size, size + waiting, 0
