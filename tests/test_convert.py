@@ -71,6 +71,30 @@ def test_validation_matches_an_independent_run(converted, tiny_run, faces, split
     assert f"MAE {row['details']['mae']:.2f}" in proc.stdout
 
 
+def test_delta_age_is_each_file_against_the_keras_model_it_came_from(converted, tiny_run, faces, split):
+    """|Δage|, one definition: the mean over the validation faces of |age from the file − age from its Keras
+    source model|, recomputed here from the written files; the workbench's figure against the float reference file
+    has a name of its own."""
+    from edge_age.conversion import _faces
+    from edge_age.data.split import read_split
+    from edge_age.eval.evaluation import predict_keras
+    from edge_age.train.model_io import load_model
+    from firmware_host.infer.predictor import predict_tflite
+    report = json.loads((converted / "convert_report.json").read_text())
+    validation = _faces(faces, read_split(split).side("test"), 32, "test split")
+    keras = {kind: predict_keras(load_model(tiny_run / name), validation.images)[0]
+             for kind, name in (("float", "model.keras"), ("qat", "qat.h5"))}
+    for row in report["targets"]:
+        d = row["details"]
+        ages = predict_tflite(converted / row["file"], validation.images)[0]
+        assert d["mean_abs_age_diff"] == pytest.approx(np.mean(np.abs(ages - keras[d["source"]])), abs=1e-4), row
+        if "output" in d:
+            assert {"mean_quantization_error", "max_quantization_error"} <= set(d["output"])
+    page = (converted / "convert_report.html").read_text()
+    assert "<th>|Δage|</th>" in page and "|Δage|: the mean over the validation faces" in page
+    assert "mean |Δage|" not in page and "age error from quantization, mean" in page
+
+
 @pytest.fixture()
 def calibration_cases(tmp_path):
     """Real faces plus one black frame, and two splits: calibrate on real faces, or on the black frame only."""
