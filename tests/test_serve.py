@@ -21,8 +21,9 @@ from tests.serving import Server
 
 
 @pytest.fixture(scope="module")
-def model(qat_tflite):
-    return qat_tflite
+def model():
+    """A real int8 file with its sidecar: the bundled member s's, given as a path."""
+    return ROOT / "edge_age" / "family" / "s" / "age_gender_int8-qat.tflite"
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +177,12 @@ def test_sigterm_stops_cleanly_with_one_log_line_per_request(model, no_tf, photo
     assert "Traceback" not in "\n".join(server.lines)
 
 
-def test_serve_errors_are_one_line(model, tiny_run, tmp_path):
+def test_serve_errors_are_one_line(model, tmp_path):
     (tmp_path / "uvicorn").mkdir()
     (tmp_path / "uvicorn" / "__init__.py").write_text("raise ImportError('uvicorn is not installed here')\n")
     assert_user_error(run_cli("serve", "-m", model, env={"PYTHONPATH": str(tmp_path)}), "pip install 'edge-age[serve]'")
-    assert_user_error(run_cli("serve", "-m", tiny_run / "model.keras"), "not a .tflite file")
+    (tmp_path / "model.keras").write_bytes(b"a Keras model")
+    assert_user_error(run_cli("serve", "-m", tmp_path / "model.keras"), "not a .tflite file")
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(model.read_bytes())
     assert_user_error(run_cli("serve", "-m", bare), "bare.json is missing")
