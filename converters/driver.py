@@ -96,11 +96,17 @@ def _subset(faces: Samples, idx: np.ndarray) -> Samples:
     return Samples(faces.images[idx], faces.ages[idx], faces.genders[idx], f"{len(idx)} of {faces.source}")
 
 
+def mean_abs_age_diff(ages: np.ndarray, reference: np.ndarray) -> float:
+    """|Δage| of a converted file: the mean over the validation faces of |its age - the age from the Keras model it
+    was converted from| (the float model, or the QAT model for the targets made from it), in years."""
+    return float(np.mean(np.abs(np.asarray(ages, float) - np.asarray(reference, float))))
+
+
 def _validate(path: Path, faces: Samples, reference: tuple[np.ndarray, np.ndarray], score: Score, *,
               decoding: AgeDecoding, progress: str | None = None) -> dict:
     pred_age, pred_gender = predict_tflite(path, faces.images, decoding=decoding, progress=progress)
     m = score(pred_age, faces.ages, pred_gender, faces.genders)
-    m["age_diff_to_keras"] = float(np.mean(np.abs(pred_age - reference[0])))
+    m["mean_abs_age_diff"] = mean_abs_age_diff(pred_age, reference[0])
     m["gender_agreement"] = float(np.mean((pred_gender >= 0.5) == (reference[1] >= 0.5)))
     return m
 

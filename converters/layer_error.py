@@ -334,9 +334,11 @@ def readers(interpreter) -> dict[str, list[str]]:
 
 
 def age_agreement(reference: tuple[np.ndarray, np.ndarray], quantized: tuple[np.ndarray, np.ndarray]) -> dict:
-    """Float against quantized at the model's output, per image: |Δage| mean and worst, gender decisions flipped."""
+    """Float reference against quantized file at the model's output, per image: the age error quantization adds
+    (|age of the file - age of its float reference file|, mean and worst), gender decisions flipped."""
     diff = np.abs(quantized[0] - reference[0])
-    return {"images": int(len(diff)), "mean_abs_age_diff": float(diff.mean()), "max_abs_age_diff": float(diff.max()),
+    return {"images": int(len(diff)), "mean_quantization_error": float(diff.mean()),
+            "max_quantization_error": float(diff.max()),
             "gender_flips": int(np.sum((reference[1] >= 0.5) != (quantized[1] >= 0.5))),
             "age_float": [round(float(a), 3) for a in reference[0]],
             "age_quantized": [round(float(a), 3) for a in quantized[0]]}

@@ -100,6 +100,21 @@ class Browser:
         self.call("Page.navigate", url=url)
         self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'")
 
+    def fit(self) -> dict:
+        """How the open page fits the window: its ``width``, the document's ``scrollWidth``, and up to ten elements
+        that reach past the window's right edge or scroll sideways in a box of their own (``wide``)."""
+        return self.evaluate("""(() => {
+          const width = window.innerWidth, wide = [];
+          for (const e of document.body.querySelectorAll("*")) {
+            const right = e.getBoundingClientRect().right, overflow = getComputedStyle(e).overflowX;
+            const scrolls = ["auto", "scroll"].includes(overflow) && e.scrollWidth > e.clientWidth + 1;
+            if (right > width + 0.5 || scrolls)
+              wide.push(`<${e.tagName.toLowerCase()} class="${e.className}"> right ${Math.round(right)} px, ` +
+                        `scrollWidth ${e.scrollWidth} in ${e.clientWidth}`);
+          }
+          return {width, scrollWidth: document.documentElement.scrollWidth, wide: wide.slice(0, 10)};
+        })()""")
+
     def set_file(self, selector: str, path: Path) -> None:
         root = self.call("DOM.getDocument")["root"]["nodeId"]
         node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]

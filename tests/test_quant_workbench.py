@@ -58,7 +58,7 @@ def check_layers(folder, expected: set[str]) -> None:
         assert d["worst_layers"][0] == next(layer["name"] for layer in d["layers"] if layer["rank"] == 1)
         out = d["output"]
         assert out["images"] == len(out["age_float"]) == len(out["age_quantized"]) > 0
-        assert 0 <= out["mean_abs_age_diff"] <= out["max_abs_age_diff"] and out["gender_flips"] >= 0
+        assert 0 <= out["mean_quantization_error"] <= out["max_quantization_error"] and out["gender_flips"] >= 0
         checked.add(name)
     assert checked == expected
 

@@ -4,14 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,60 +13,17 @@ import numpy as np
 import pytest
 
 from edge_age.data.scenes import background, make_photos
-from edge_age.members import member
+from edge_age.members import members
 from tests.browser import Browser
 from tests.conftest import ROOT, assert_user_error, run_cli
-from tests.scenes import YUNET, chips, without_tensorflow
-
-
-class Server:
-    """``python -m edge_age serve`` on a free loopback port; its log lines are collected as they come."""
-
-    def __init__(self, model, env: dict, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge_age", "serve", "-m", str(model), "--port", "0",
-                                      "--detector", "yunet", "--detector-model", str(YUNET), *args],
-                                     cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-        deadline = time.monotonic() + 300  # a loaded 2-core machine starts TF-free LiteRT slowly
-        while not any(" on http://" in line for line in self.lines):
-            assert self.proc.poll() is None and time.monotonic() < deadline, "\n".join(self.lines)
-            time.sleep(0.1)
-        self.url = next(line for line in self.lines if " on http://" in line).split(" on ")[-1].rstrip("/")
-
-    def _collect(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def request(self, path: str, body: bytes | None = None, headers: dict | None = None):
-        """(status, headers, body) of one request; error statuses are answers too."""
-        request = urllib.request.Request(self.url + path, data=body, headers=headers or {},
-                                         method="POST" if body is not None else "GET")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                return answer.status, answer.headers, answer.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers, exc.read()
-
-    def predict(self, body: bytes, query: str = "", headers: dict | None = None) -> tuple[int, dict]:
-        status, _, data = self.request("/predict" + query, body, headers)
-        assert self.healthy()
-        return status, json.loads(data)
-
-    def healthy(self) -> bool:
-        status, _, data = self.request("/health")
-        return status == 200 and json.loads(data)["status"] == "ok"
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
+from tests.scenes import chips, without_tensorflow
+from tests.serving import Server
 
 
 @pytest.fixture(scope="module")
-def model(member_tflite):
-    return member_tflite
+def model():
+    """A real int8 file with its sidecar: the bundled member s's, given as a path."""
+    return ROOT / "edge_age" / "family" / "s" / "age_gender_int8-qat.tflite"
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +62,9 @@ def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, dict]:
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-def check_faces(answer: dict, size: tuple[int, int]) -> None:
-    assert set(answer) >= {"faces", "model", "detector", "ms"} and answer["detector"] == "yunet"
-    assert answer["model"] == "age_gender_int8-qat.tflite" and answer["size"] == list(size)
+def check_faces(answer: dict, size: tuple[int, int], model: str = "age_gender_int8-qat.tflite") -> None:
+    assert set(answer) >= {"faces", "model", "file", "detector", "ms"} and answer["detector"] == "yunet"
+    assert answer["model"] == model and answer["file"] == "age_gender_int8-qat.tflite" and answer["size"] == list(size)
     assert set(answer["ms"]) >= {"decode", "detect", "infer"} and all(v >= 0 for v in answer["ms"].values())
     for face in answer["faces"]:
         assert set(face) == {"box", "age", "age_std", "female", "score"}
@@ -231,7 +181,8 @@ def test_serve_errors_are_one_line(model, tmp_path):
     (tmp_path / "uvicorn").mkdir()
     (tmp_path / "uvicorn" / "__init__.py").write_text("raise ImportError('uvicorn is not installed here')\n")
     assert_user_error(run_cli("serve", "-m", model, env={"PYTHONPATH": str(tmp_path)}), "pip install 'edge-age[serve]'")
-    assert_user_error(run_cli("serve", "-m", member("m").keras("float")), "not a .tflite file")
+    (tmp_path / "model.keras").write_bytes(b"a Keras model")
+    assert_user_error(run_cli("serve", "-m", tmp_path / "model.keras"), "not a .tflite file")
     bare = tmp_path / "bare.tflite"
     bare.write_bytes(model.read_bytes())
     assert_user_error(run_cli("serve", "-m", bare), "bare.json is missing")
@@ -257,6 +208,77 @@ def test_page_in_a_real_browser(server, photos, tmp_path):
         assert "1 face(s)" in browser.evaluate("document.getElementById('status').textContent")
         shot = browser.screenshot(tmp_path / "serve_page.png")
     assert cv2.imread(str(shot)).shape[1] == 1100
+
+
+@pytest.fixture(scope="module")
+def family_server(no_tf):
+    """A server of the bundled family: s by default, m and n on request."""
+    running = Server("s", no_tf)
+    yield running
+    running.stop()
+
+
+def test_each_request_picks_a_member_and_the_log_names_it(family_server, photos):
+    start = next(line for line in family_server.lines if " on http://" in line)
+    assert "serving model s (" in start and "also m, n on request" in start
+    status, _, data = family_server.request("/info")
+    info = json.loads(data)
+    assert status == 200 and list(info["models"]) == ["m", "s", "n"] and info["default"] == "s"
+    assert info["model"]["name"] == "s"
+    assert {n: m["input_size"] for n, m in info["models"].items()} == {m.name: m.facts["input_size"] for m in members()}
+    body = jpeg(first_photo(photos))
+    answers = {}
+    for query, name in (("", "s"), ("?model=m", "m"), ("?model=n&largest=1", "n"), ("?model=s", "s")):
+        status, answer = family_server.predict(body, query)
+        assert status == 200, answer
+        check_faces(answer, (640, 480), name)
+        assert len(answer["faces"]) == 1
+        answers.setdefault(name, []).append(answer["faces"][0]["age"])
+    assert answers["s"][0] == answers["s"][1]  # the same member gives the same age
+    assert len({answers[name][0] for name in "msn"}) == 3  # three members, three models
+    status, answer = family_server.predict(body, "?model=x")
+    assert status == 400 and answer["error"] == "no model 'x' here: choose one of m, s, n"
+    access = [line for line in family_server.lines if " POST /predict" in line]
+    assert [re.search(r"model=(\w+) faces=1 ", line).group(1) for line in access[-5:-1]] == ["s", "m", "n", "s"]
+    assert " 400 " in access[-1] and "faces=" not in access[-1]
+
+
+def test_served_models_are_chosen_on_the_command_line(no_tf, photos, tmp_path):
+    family = ROOT / "edge_age" / "family"
+    for suffix in (".tflite", ".json"):  # a file of the user's own: the n member's edgetpu file under another name
+        (tmp_path / f"mine{suffix}").write_bytes((family / "n" / f"age_gender_edgetpu{suffix}").read_bytes())
+    server = Server("n", no_tf, "--models", f"m,{tmp_path / 'mine.tflite'}", "--threads", "1")
+    try:
+        info = json.loads(server.request("/info")[2])
+        assert list(info["models"]) == ["n", "m", "mine.tflite"] and info["default"] == "n"
+        assert info["models"]["mine.tflite"]["target"] == "edgetpu"
+        status, answer = server.predict(jpeg(first_photo(photos)), "?model=mine.tflite")
+        assert status == 200 and answer["model"] == "mine.tflite" and len(answer["faces"]) == 1
+        assert server.predict(jpeg(first_photo(photos)), "?model=s")[0] == 400
+    finally:
+        assert server.stop() == 0
+    assert any("model=mine.tflite faces=1" in line for line in server.lines)
+    same_name = ",".join(str(family / m / "age_gender_int8-qat.tflite") for m in "ms")
+    assert_user_error(run_cli("serve", "--models", same_name),
+                      "two models to serve are named age_gender_int8-qat.tflite", "--models")
+
+
+def test_the_page_picks_a_member(family_server, photos, tmp_path):
+    """The page lists the served members, the default chosen; picking one sends it, and the answer names it."""
+    with Browser(1280, 1000) as browser:
+        browser.open(family_server.url + "/")
+        browser.wait_for("document.getElementById('model').options.length === 3")
+        assert browser.evaluate("[...document.getElementById('model').options].map(o => o.value)") == ["m", "s", "n"]
+        assert browser.evaluate("document.getElementById('model').value") == "s"
+        browser.evaluate("const pick = document.getElementById('model'); pick.value = 'm';"
+                         "pick.dispatchEvent(new Event('change'))")
+        assert browser.evaluate("document.getElementById('about').textContent").startswith("Model m: ")
+        browser.set_file("#file", sorted(photos.glob("*.jpg"))[0])
+        browser.wait_for("document.querySelector('#faces li')?.textContent")
+        status = browser.evaluate("document.getElementById('status').textContent")
+        assert "model m (age_gender_int8-qat.tflite)" in status
+        assert browser.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert any("POST /predict?model=m 200 " in line for line in family_server.lines)
 
 
 def test_load_script_reports_latency(server, photos):

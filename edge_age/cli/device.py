@@ -17,7 +17,7 @@ from edge_age.cli.options import (
     ModelOpt,
     SkipBadLabelsOpt,
 )
-from firmware_host.errors import EdgeAgeError
+from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files.jsonio import write_json
 from firmware_host.pipeline.defaults import DETECT_EVERY, WINDOW_S
 
@@ -135,6 +135,9 @@ def predict(
 
 def serve(
     model: str | None = ModelOpt,
+    models: str | None = typer.Option(None, "--models", help="Models a request or the page may pick (?model=NAME): "
+                                      "comma-separated member names or .tflite paths, named by member or file name "
+                                      "[default: every member of the family with the cpu delegate, and MODEL]."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port (0: any free one, printed at start)."),
     threads: int = typer.Option(2, min=1, help="Requests processed at once: one single-threaded interpreter and "
@@ -148,7 +151,8 @@ def serve(
     delegate_library: str | None = DelegateLibraryOpt,
     device: str | None = DeviceOpt,
 ) -> None:
-    """Age and gender over HTTP: POST /predict (an image), GET / (a page for photos and the webcam), /health, /info."""
+    """Age and gender over HTTP: POST /predict (an image; ?model= picks a served model), GET / (a page for photos
+    and the webcam), /health, /info."""
     import logging
 
     from firmware_host.serve.app import LOG, ServeOptions
@@ -160,11 +164,32 @@ def serve(
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
 
-    from edge_age.members import resolve_tflite
-
-    run_server(ServeOptions(model=resolve_tflite(model), host=host, port=port, threads=threads, queue=queue,
+    choices, default = served_models(model, models, every_member=delegate == "cpu")
+    run_server(ServeOptions(models=choices, default=default, host=host, port=port, threads=threads, queue=queue,
                             max_body=int(max_body * 2**20), timeout=timeout, detector=detector,
                             detector_model=detector_model, delegate=delegate, library=delegate_library, device=device))
+
+
+def served_models(model: str | None, models: str | None, *, every_member: bool) -> tuple[dict[str, Path], str]:
+    """The models ``serve`` loads, by the name a request picks them with (a member's name, else the file's name),
+    and the default's name: ``--models`` (or every member when ``every_member``), and ``--model`` first."""
+    from edge_age.members import DEFAULT_MEMBER, is_member_name, members, resolve_tflite
+
+    def named(value: str) -> tuple[str, Path]:
+        return (value, resolve_tflite(value)) if is_member_name(value) else (Path(value).name, Path(value))
+
+    default = named(model or DEFAULT_MEMBER)
+    if models is not None:
+        others = [named(v.strip()) for v in models.split(",") if v.strip()]
+    else:
+        others = [(m.name, m.tflite()) for m in members()] if every_member else []
+    chosen = {} if default in others else {default[0]: default[1]}
+    for name, path in others + [default]:
+        if chosen.setdefault(name, path).resolve() != path.resolve():
+            raise EdgeAgeError(f"two models to serve are named {literal(name)}: {literal(chosen[name])} and "
+                               f"{literal(path)}; give {{}} files of different names", option="--models",
+                               parameter="models")
+    return chosen, default[0]
 
 
 def run_table(

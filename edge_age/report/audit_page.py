@@ -53,14 +53,14 @@ def _plots(audit: Audit, split: Split | None, out: Path) -> dict[str, Path]:
     ax.set(xlabel="age (years)", ylabel="images", title=f"Age histogram ({len(ages):,} images)")
     paths["age_histogram"] = save_figure(fig, out / "age_histogram.png")
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.2), width_ratios=(1, 2), layout="constrained")
     g = Counter(lab.gender for lab in labels)
     ax1.bar([GENDER_NAMES[k] for k in sorted(g)], [g[k] for k in sorted(g)], color=["#4477aa", "#ee6677"][:len(g)])
     ax1.set(title="Gender", ylabel="images")
     r = Counter(lab.race for lab in labels)
     ax2.bar([RACE_NAMES[k] for k in sorted(r)], [r[k] for k in sorted(r)], color="#228833")
     ax2.set(title="Race")
-    ax2.tick_params(axis="x", rotation=30)
+    plt.setp(ax2.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
     paths["gender_race"] = save_figure(fig, out / "gender_race.png")
 
     fig, ax = plt.subplots(figsize=(8, 3.5))

@@ -7,13 +7,21 @@ from pathlib import Path
 
 from edge_age.report.bench_page import can_plot
 from edge_age.report.bench_plots import COLORS
-from edge_age.report.page import Section, md_table, pyplot, save_figure, to_html, to_markdown
+from edge_age.report.page import Section, md_table, pyplot, save_figure, spread_labels, to_html, to_markdown
 from firmware_host.files import atomic
 from firmware_host.files.jsonio import write_json
 
 STEM = "convert_report"
-HEADER = ["target", "status", "KB", "activations", "MAE", "ΔMAE", "CS@5", "gender", "|Δage| to Keras",
-          "gender agree", "p50 ms (1 thread)", "note"]
+HEADER = ["target", "status", "KB", "activations", "MAE", "ΔMAE", "CS@5", "gender", "|Δage|", "gender agree",
+          "p50 ms (1 thread)", "note"]
+DELTA_AGE = ("|Δage|: the mean over the validation faces of |age from the file − age from the Keras model it was "
+             "converted from| (the float model; the QAT model for int8-qat and edgetpu), in years. ΔMAE: the file's "
+             "MAE minus the float model's. gender agree: the share of faces whose gender decision matches the Keras "
+             "model's.")
+QUANTIZATION_ERROR = ("Age error from quantization: per debug face, |age from the file − age from its float reference "
+                      "file|, in years (the end of what the per-layer tables follow). For a QAT file the reference is "
+                      "its own weights without fake quantization, so this is not |Δage|, which compares with the QAT "
+                      "Keras model.")
 WORST = 10
 NO_PLOTS = "No plots: matplotlib is not installed here (pip install 'edge-age[report]')."
 
@@ -27,7 +35,7 @@ def _row(r: dict) -> list:
     activations = "+".join(d["activations"]) if d.get("activations") else "-"
     return [r["target"], r["status"], _fmt(d, "size_kb", ".0f"), activations, _fmt(d, "mae", ".2f"),
             _fmt(d, "mae_delta_to_float", "+.2f"), _fmt(d, "cs5", ".1%"), _fmt(d, "gender_accuracy", ".1%"),
-            _fmt(d, "age_diff_to_keras", ".3f"), _fmt(d, "gender_agreement", ".1%"), _fmt(d, "latency_ms_p50", ".2f"),
+            _fmt(d, "mean_abs_age_diff", ".3f"), _fmt(d, "gender_agreement", ".1%"), _fmt(d, "latency_ms_p50", ".2f"),
             r["reason"] or ""]
 
 
@@ -113,16 +121,16 @@ def sections(report: dict, out: Path) -> list[Section]:
                              f"{w.get('search_faces', '-')}."),
          Section("Keras models", "" if keras_rows else "none", ["model", "n", "MAE", "CS@5", "gender"] if keras_rows
                  else None, keras_rows),
-         Section("TFLite files", "", HEADER, [_row(r) for r in report["targets"]])]
+         Section("TFLite files", DELTA_AGE, HEADER, [_row(r) for r in report["targets"]])]
     analysed = _analysed(report)
     if analysed:
-        s.append(Section("Float against quantized, at the output",
-                         "Per image, each file's age against its float reference's on the debug faces.",
-                         ["target", "reference", "images", "mean |Δage|", "worst |Δage|", "gender flips"],
+        s.append(Section("Float against quantized, at the output", QUANTIZATION_ERROR,
+                         ["target", "reference", "images", "age error from quantization, mean",
+                          "age error from quantization, worst", "gender flips"],
                          [[r["target"], r["details"]["layer_reference"], r["details"]["output"]["images"],
-                           f"{r['details']['output']['mean_abs_age_diff']:.3f}",
-                           f"{r['details']['output']['max_abs_age_diff']:.3f}", r["details"]["output"]["gender_flips"]]
-                          for r in analysed]))
+                           f"{r['details']['output']['mean_quantization_error']:.3f}",
+                           f"{r['details']['output']['max_quantization_error']:.3f}",
+                           r["details"]["output"]["gender_flips"]] for r in analysed]))
         for r in analysed:
             d = r["details"]
             header, rows = _layer_rows(d)
@@ -147,15 +155,18 @@ def snr_plot(rows: list[dict], path: Path) -> Path:
     channel's, the three worst named, the layers a mixed file keeps in float marked."""
     plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.4 * len(rows)), sharex=True, squeeze=False)
+    labels = []
     for ax, color, r in zip(axes[:, 0], cycle(COLORS), rows):
         layers = r["details"]["layers"]
         index = [l["index"] for l in layers]
         ax.bar(index, [l["snr_db"] for l in layers], color=color, width=0.8, alpha=0.75, label="tensor")
         ax.scatter(index, [l["channel_snr_db"] for l in layers], color="k", s=9, zorder=3, label="median channel")
         top = max(max(l["snr_db"] for l in layers), 1.0)
-        for l in sorted(layers, key=lambda l: l["rank"])[:3]:
-            ax.annotate(f"#{l['rank']} {l['name'][:28]}", (l["index"], min(l["snr_db"], l["channel_snr_db"])),
-                        fontsize=7, xytext=(3, 3 + 9 * (l["rank"] - 1)), textcoords="offset points", color="#a00")
+        middle = (min(index) + max(index)) / 2
+        labels += [ax.annotate(f"#{l['rank']} {l['name'][:28]}", (l["index"], min(l["snr_db"], l["channel_snr_db"])),
+                               fontsize=7, xytext=(3 if l["index"] < middle else -3, 3), textcoords="offset points",
+                               ha="left" if l["index"] < middle else "right", color="#a00")
+                   for l in sorted(layers, key=lambda l: l["rank"])[:3]]
         for i in sorted(set(range(max(index) + 1)) - set(index)) if r["details"].get("kept_float") else ():
             ax.text(i, top * 0.05, "float", rotation=90, fontsize=7, ha="center", va="bottom", color="#555")
         kind = "added by each op" if r["details"]["layer_method"] == "debugger" else "accumulated"
@@ -166,6 +177,7 @@ def snr_plot(rows: list[dict], path: Path) -> Path:
     axes[0, 0].legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("layer, in graph order")
     fig.tight_layout()
+    spread_labels(fig, labels)
     return save_figure(fig, path)
 
 
@@ -176,7 +188,7 @@ def age_plot(rows: list[dict], path: Path) -> Path:
     for color, r in zip(cycle(COLORS), rows):
         o = r["details"]["output"]
         ax.scatter(o["age_float"], [q - f for q, f in zip(o["age_quantized"], o["age_float"])], s=10, alpha=0.7,
-                   color=color, label=f"{r['target']} (mean |Δ| {o['mean_abs_age_diff']:.3f})")
+                   color=color, label=f"{r['target']} (mean {o['mean_quantization_error']:.3f})")
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xlabel="float age (years)", ylabel="quantized − float (years)", title="Float against quantized age")
     ax.grid(True, alpha=0.25)

@@ -1,8 +1,9 @@
 """``edge-age serve``: the ages and genders of the faces in a posted photo, over HTTP (Starlette on uvicorn).
 
 ``POST /predict`` takes a JPEG, PNG or WebP as the body or as a ``multipart/form-data`` file field and answers
-JSON, or the annotated JPEG with ``?annotate=1``; ``GET /`` is a page for photos and the webcam; ``GET /health``
-and ``GET /info`` describe the server. Loopback by default; another address is the user's explicit choice.
+JSON, or the annotated JPEG with ``?annotate=1``; ``?model=NAME`` picks one of the served models (``GET /info``
+lists them). ``GET /`` is a page for photos and the webcam; ``GET /health`` and ``GET /info`` describe the server.
+Loopback by default; another address is the user's explicit choice.
 """
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ TRUE = ("1", "true", "yes", "on")
 
 @dataclass(frozen=True, kw_only=True)
 class ServeOptions:
-    model: Path
+    """``models``: each name a request may choose (``?model=``) and its ``.tflite`` file; ``default`` answers a
+    request that names none."""
+
+    models: dict[str, Path]
+    default: str
     host: str = "127.0.0.1"
     port: int = 8000
     threads: int = 2
@@ -55,7 +60,7 @@ class ServeOptions:
 
 
 def parse_query(params) -> Query:
-    """``threshold`` (0..1), ``largest`` and ``annotate`` (1/true/yes/on) from the query string."""
+    """``threshold`` (0..1), ``largest`` and ``annotate`` (1/true/yes/on) and ``model`` from the query string."""
     threshold = params.get("threshold")
     if threshold is not None:
         try:
@@ -64,7 +69,8 @@ def parse_query(params) -> Query:
             threshold = -1.0
         if not 0.0 <= threshold <= 1.0:
             raise RequestError(400, f"threshold must be a number from 0 to 1, not {params['threshold']!r}")
-    return Query(threshold, params.get("largest", "").lower() in TRUE, params.get("annotate", "").lower() in TRUE)
+    return Query(threshold, params.get("largest", "").lower() in TRUE, params.get("annotate", "").lower() in TRUE,
+                 params.get("model"))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -127,6 +133,7 @@ def create_app(pool: Pool, options: ServeOptions) -> AccessLog:
         except ClientDisconnect:
             return Response(status_code=400)
         request.state.faces = len(answer["faces"])
+        request.state.model = answer["model"]
         if jpeg is not None:
             return Response(jpeg, media_type="image/jpeg", headers={"X-Faces": str(len(answer["faces"]))})
         return JSONResponse(answer)
@@ -150,7 +157,8 @@ def create_app(pool: Pool, options: ServeOptions) -> AccessLog:
 
 
 class AccessLog:
-    """ASGI middleware: one line per request (client, method, path, status, bytes in and out, faces, ms)."""
+    """ASGI middleware: one line per request (client, method, path, status, bytes in and out, the model that
+    answered and its faces, ms)."""
 
     def __init__(self, app):
         self.app = app
@@ -179,10 +187,10 @@ class AccessLog:
             await self.app(scope, counted_receive, counted_send)
         finally:
             query = f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
-            faces = f" faces={state['faces']}" if "faces" in state else ""
+            answered = f" model={state['model']} faces={state['faces']}" if "faces" in state else ""
             client = scope.get("client") or ("-", 0)
             LOG.info("%s %s %s%s %d in=%dB out=%dB%s %.1fms", client[0], scope["method"], scope["path"], query,
-                     status, received, size, faces, (time.perf_counter() - start) * 1000)
+                     status, received, size, answered, (time.perf_counter() - start) * 1000)
 
 
 def _versions() -> dict[str, str]:
@@ -210,7 +218,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(options: ServeOptions) -> None:
     """Load the workers, bind, serve until SIGTERM or Ctrl-C; in-flight requests finish first."""
-    pool = Pool(options.model, size=options.threads, waiting=options.queue, detector=options.detector,
+    pool = Pool(options.models, options.default, size=options.threads, waiting=options.queue, detector=options.detector,
                 detector_model=options.detector_model, delegate=options.delegate, library=options.library,
                 device=options.device)
     sock = bind(options.host, options.port)
@@ -218,8 +226,10 @@ def serve(options: ServeOptions) -> None:
     config = uvicorn.Config(create_app(pool, options), access_log=False, log_level="warning", lifespan="off",
                             timeout_graceful_shutdown=max(1, int(options.timeout)))
     server = uvicorn.Server(config)
-    LOG.info("serving %s (%s, %d workers) on http://%s:%d/", options.model.name, pool.first.detector.name,
-             options.threads, f"[{host}]" if ":" in host else host, port)
+    others = [name for name in options.models if name != options.default]
+    LOG.info("serving model %s (%s)%s with the %s detector, %d workers, on http://%s:%d/", options.default,
+             options.models[options.default], f"; also {', '.join(others)} on request" if others else "",
+             pool.first.detector.name, options.threads, f"[{host}]" if ":" in host else host, port)
     # uvicorn re-raises the signal it stopped on once it is done: let SIGTERM then end the process normally.
     previous = signal.signal(signal.SIGTERM, lambda *_: LOG.info("stopped on SIGTERM"))
     try:
