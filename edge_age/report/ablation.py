@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from edge_age.report.page import md_table
+from edge_age.report.train_plots import read_history
 from firmware_host.files import atomic
-from firmware_host.files.csvio import read_rows
 from firmware_host.files.jsonio import write_json
 
 CONTROL = "control"
@@ -44,7 +44,7 @@ def _changes(config: dict, control: dict) -> dict:
 def run_row(run: Path, control: dict) -> dict:
     """One run's settings, epochs, time and figures (validation and test)."""
     config, metrics = _read(run / "config.json"), _read(run / "metrics.json")
-    history = read_rows(run / "history_float.csv") if (run / "history_float.csv").is_file() else []
+    history = read_history(run).get("float", [])
     seconds = [float(r["seconds"]) for r in history if r.get("seconds")]
     validation = metrics.get("validation", {}).get("float", {})
     return {"name": run.name, "finished": bool(metrics), "changes": _changes(config, control),
