@@ -9,7 +9,7 @@ IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_orde
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
 .PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
-	serve-soak
+	serve-soak ablation
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -156,6 +156,38 @@ quant-figures: setup
 	  --out $(QUANT_OUT)/budget-$$b $(QUANT_ARGS) || exit 1; done
 	files=$$(for t in int16x8 int8 float32; do ls $(QUANT_OUT)/age_gender_$$t.tflite 2>/dev/null; done); \
 	$(BIN)/edge-age bench $$files --split runs/split.csv --limit $(INT16X8_FACES) --threads 1,2 --out $(QUANT_OUT)/bench
+
+# The ablation of the training recipe (issue 19): short runs of MobileNetV2 1.0 from ImageNet at ABLATION_SIZE px,
+# QAT off, each into $(ABLATION_OUT)/NAME: the control with seeds 0 and 1 (its spread is the noise), then each recipe
+# option alone on seed 0. A finished run (metrics.json) is skipped, an unfinished one resumed. Then the table of
+# validation figures, epochs and time: $(ABLATION_OUT)/ablation.md and ablation.json. About 9 x 8 x 3 min at 64 px
+# here; run it nice'd in the background. A quick trial on a small face folder: make ablation ABLATION_EPOCHS=1
+#   ABLATION_SIZE=32 EDGE_AGE_DATA=/tmp/faces ABLATION_SPLIT=/tmp/abl/split.csv ABLATION_TEACHER=/tmp/abl/teacher
+#   ABLATION_OUT=/tmp/abl/runs
+ABLATION_EPOCHS ?= 8
+ABLATION_SIZE ?= 64
+ABLATION_OUT ?= runs/ablation
+ABLATION_SPLIT ?= runs/split.csv
+ABLATION_TEACHER ?= runs/teacher
+ABLATION_RUNS ?= control control-seed1 expectation adamw-ema mixup sigma1 sigma3 distil-plain distil-recentred
+ABLATION_control :=
+ABLATION_control-seed1 := --seed 1
+ABLATION_expectation := --expectation-weight 1
+ABLATION_adamw-ema := --weight-decay 0.05 --ema 0.999
+ABLATION_mixup := --mixup 0.2
+ABLATION_sigma1 := --sigma 1
+ABLATION_sigma3 := --sigma 3
+ABLATION_distil-plain := --soft-targets $(ABLATION_TEACHER)/soft_targets.npz --teacher-weight 0.5
+ABLATION_distil-recentred := $(ABLATION_distil-plain) --teacher-target recentred
+ablation: setup
+	$(BIN)/edge-age data split --out $(ABLATION_SPLIT)
+	test -f $(ABLATION_TEACHER)/soft_targets.npz || $(BIN)/edge-age teacher edge_age/reference/model.keras \
+		--split $(ABLATION_SPLIT) --out $(ABLATION_TEACHER)
+	$(foreach r,$(ABLATION_RUNS),test -f $(ABLATION_OUT)/$(r)/metrics.json || $(BIN)/edge-age train --preset s \
+	  --input-size $(ABLATION_SIZE) --epochs $(ABLATION_EPOCHS) --qat-epochs 0 --weights $(IMAGENET) \
+	  --split $(ABLATION_SPLIT) --out $(ABLATION_OUT)/$(r) $(ABLATION_$(r)) \
+	  $$(test -f $(ABLATION_OUT)/$(r)/config.json && echo --resume) || exit 1;)
+	$(BIN)/python -m edge_age.report.ablation $(ABLATION_OUT)
 
 # Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
 # frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into

@@ -17,21 +17,21 @@ def _softmax(z):
 
 
 def test_distillation_loss_is_exact_on_hand_made_distributions():
-    from edge_age.train.losses import distillation_loss
+    from edge_age.train.losses import ldl_loss
     label = np.array([0.1, 0.6, 0.3], np.float32)
     teacher = np.array([0.2, 0.5, 0.3], np.float32)
     logits = np.array([0.5, 1.5, -0.25], np.float32)
     for weight, temperature in ((0.0, 1.0), (1.0, 1.0), (0.5, 1.0), (0.3, 2.0)):
         expected = ((1 - weight) * _kl(label, _softmax(logits))
                     + weight * temperature ** 2 * _kl(teacher, _softmax(logits / temperature)))
-        got = distillation_loss(weight, temperature)(np.concatenate([label, teacher])[None], logits[None])
+        got = ldl_loss(weight, temperature)(np.concatenate([label, teacher])[None], logits[None])
         assert float(got[0]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
     # targets without the teacher's columns (validation) give the label term alone
-    assert float(distillation_loss(0.5, 2.0)(label[None], logits[None])[0]) == pytest.approx(
+    assert float(ldl_loss(0.5, 2.0)(label[None], logits[None])[0]) == pytest.approx(
         _kl(label, _softmax(logits)), rel=1e-5)
     # the soft term vanishes when the student matches the tempered teacher exactly
     match = np.log(teacher) * 2.0
-    assert float(distillation_loss(1.0, 2.0)(np.concatenate([label, teacher])[None],
+    assert float(ldl_loss(1.0, 2.0)(np.concatenate([label, teacher])[None],
                                              match[None])[0]) == pytest.approx(0, abs=1e-5)
 
 
@@ -130,3 +130,28 @@ def test_soft_targets_refuse_another_split_or_data(teacher_dir, faces, split, tm
     proc = run_cli("train", "--data", faces, "--split", split, "--out", tmp_path / "c", *TINY,
                    "--soft-targets", damaged)
     assert_user_error(proc, "not an edge-age soft-target file")
+
+
+def test_a_run_with_every_recipe_option(teacher_dir, faces, split, tmp_path):
+    """Expectation term, AdamW with a moving average of the weights (float and QAT), mixup, the re-centred
+    teacher target and a label sigma, all at once: the run finishes and records each of them."""
+    run = tmp_path / "recipe"
+    options = {"expectation_weight": 0.5, "weight_decay": 0.01, "ema": 0.9, "mixup": 0.2,
+               "teacher_target": "recentred", "sigma": 3.0}
+    flags = [str(a) for k, v in options.items() for a in (f"--{k.replace('_', '-')}", v)]
+    proc = run_cli("train", "--data", faces, "--split", split, "--out", run, *TINY, *flags,
+                   "--soft-targets", teacher_dir / "soft_targets.npz")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((run / "config.json").read_text())
+    assert {k: config[k] for k in options} == options
+    card = (run / "MODEL_CARD.md").read_text()
+    for k, v in options.items():
+        assert f"| {k} | {v} |" in card, k
+    for words in ("re-centred on the label age", "0.5 x L1 of the expected age", "AdamW, weight decay 0.01",
+                  "decay 0.9) validated and saved", "Beta(0.2, 0.2)", "sigma 3.0 years"):
+        assert words in card, words
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"]["float"]["n"] > 0 and metrics["validation"]["qat"]["n"] > 0
+    for phase in ("float", "qat"):
+        history = (run / f"history_{phase}.csv").read_text().splitlines()
+        assert "seconds" in history[0].split(",") and len(history) == 2

@@ -38,6 +38,16 @@ def train(
     gender_teacher_weight: float | None = typer.Option(None, help="Share of the teacher's P(female) in the gender "
                                                                   "target [0.5]."),
     temperature: float | None = typer.Option(None, help="Distillation temperature [1.0]."),
+    teacher_target: str | None = typer.Option(None, help="The teacher's distribution as it is (plain) or moved so "
+                                                         "that its mean is the label age (recentred) [plain]."),
+    expectation_weight: float | None = typer.Option(None, help="Weight of |expected age - label age| beside the "
+                                                               "KL term (DLDL-v2) [0 = off]."),
+    weight_decay: float | None = typer.Option(None, help="AdamW's decoupled weight decay (not on biases and "
+                                                         "batch-norm) [0 = Adam]."),
+    ema: float | None = typer.Option(None, help="Decay of a moving average of the weights, e.g. 0.999: the average "
+                                                "is validated and saved [0 = off]."),
+    mixup: float | None = typer.Option(None, help="Mixup alpha: faces, age and gender targets mixed by "
+                                                  "Beta(alpha, alpha) weights [0 = off]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
 ) -> None:
     """Train the age/gender model (float, then quantization-aware) and evaluate it on the test side."""
@@ -59,7 +69,9 @@ def train(
                                      weights=str(weights) if weights else None,
                                      soft_targets=str(soft_targets) if soft_targets else None,
                                      teacher_weight=teacher_weight, gender_teacher_weight=gender_teacher_weight,
-                                     temperature=temperature).items() if v is not None}
+                                     temperature=temperature, teacher_target=teacher_target,
+                                     expectation_weight=expectation_weight, weight_decay=weight_decay, ema=ema,
+                                     mixup=mixup).items() if v is not None}
     config = replace(config, spec=ModelSpec(**spec.to_dict()).check(), **options)
     metrics = run_training(data, split, out, config, resume=resume)
     for phase in ("float", "qat"):

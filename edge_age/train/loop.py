@@ -19,12 +19,13 @@ import numpy as np
 
 from converters.tf_setup import keras, tensorflow
 from edge_age.data.faceset import data_path, load_faces, native_size
-from edge_age.data.pipeline import make_dataset
+from edge_age.data.pipeline import TEACHER_TARGETS, make_dataset
 from edge_age.data.soft_targets import SoftTargets, read_soft_targets
 from edge_age.data.split import Split, read_split
-from edge_age.train.losses import age_loss_and_metric, distillation_loss
+from edge_age.train.losses import age_loss_and_metric, ldl_loss
 from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
 from edge_age.train.models import ModelSpec, build_model
+from edge_age.train.optimizers import AveragedValidation, averaged_weights, make_optimizer
 from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files import atomic
 from firmware_host.files.jsonio import write_json
@@ -55,6 +56,11 @@ class TrainConfig:
     teacher_weight: float = 0.5       # share of the teacher's distribution in the age loss
     gender_teacher_weight: float = 0.5  # share of the teacher's P(female) in the gender target
     temperature: float = 1.0
+    teacher_target: str = "plain"     # plain, or recentred: the teacher's distribution moved onto the label's mean
+    expectation_weight: float = 0.0   # weight of |expected age - label age| beside the KL term (DLDL-v2)
+    weight_decay: float = 0.0         # AdamW's decoupled weight decay; 0 = Adam
+    ema: float = 0.0                  # decay of the weights' moving average, validated and saved; 0 = off
+    mixup: float = 0.0                # alpha of mixup's Beta(alpha, alpha) weights; 0 = off
 
     def to_dict(self) -> dict:
         return {**asdict(self), "spec": self.spec.to_dict()}
@@ -68,6 +74,21 @@ class TrainConfig:
             raise EdgeAgeError("the teacher weights must lie in 0..1")
         if not self.temperature > 0:
             raise EdgeAgeError(f"the temperature must be positive, not {self.temperature}")
+        if self.teacher_target not in TEACHER_TARGETS:
+            raise EdgeAgeError(f"unknown teacher target {literal(self.teacher_target)}; choose from "
+                               f"{', '.join(TEACHER_TARGETS)}")
+        if self.teacher_target != "plain" and not self.soft_targets:
+            raise EdgeAgeError(f"a {self.teacher_target} teacher target needs a teacher: pass {{}}",
+                               option="--soft-targets", parameter="soft_targets")
+        if self.spec.head != "ldl" and (self.soft_targets or self.expectation_weight):
+            raise EdgeAgeError("distillation and the expectation term need the ldl age head")
+        for name in ("expectation_weight", "weight_decay", "mixup"):
+            if not getattr(self, name) >= 0:
+                raise EdgeAgeError(f"{{}} must not be negative, not {getattr(self, name)}",
+                                   option="--" + name.replace("_", "-"), parameter=name)
+        if not 0 <= self.ema < 1:
+            raise EdgeAgeError(f"{{}} is the decay of the weights' moving average, in 0..1 (0 = off), not {self.ema}",
+                               option="--ema", parameter="ema")
         return self
 
 
@@ -124,14 +145,15 @@ def output_keys(model) -> list[str]:
 
 
 def compile_model(model, config: TrainConfig, lr) -> None:
-    """Compile with the age and gender losses (distilling when the config has soft targets), keyed by the outputs."""
-    k = keras()
+    """Compile with the age and gender losses (distilling when the config has soft targets) and the recipe's
+    optimizer, keyed by the outputs."""
     names = output_keys(model)
     age_name, gender_name = output_key(names, "age"), output_key(names, "gender")
     loss, metric = age_loss_and_metric(config.spec.head)
-    if config.soft_targets:
-        loss = distillation_loss(config.teacher_weight, config.temperature)
-    model.compile(optimizer=k.optimizers.Adam(lr),
+    if config.spec.head == "ldl":
+        loss = ldl_loss(config.teacher_weight if config.soft_targets else 0.0, config.temperature,
+                        expectation_weight=config.expectation_weight)
+    model.compile(optimizer=make_optimizer(lr, weight_decay=config.weight_decay, ema=config.ema),
                   loss={age_name: loss, gender_name: "binary_crossentropy"},
                   weighted_metrics={age_name: [metric], gender_name: ["accuracy"]})
 
@@ -145,7 +167,8 @@ def rekey(ds, output_names):
 
 
 class BestWeights:
-    """Keras callback factory: keep the weights of the epoch with the lowest validation MAE, atomically."""
+    """Keras callback factory: keep the weights of the epoch with the lowest validation MAE, atomically (the
+    moving average of the weights when the optimizer keeps one: what was validated)."""
 
     def __new__(cls, path: Path):
         k = keras()
@@ -161,11 +184,28 @@ class BestWeights:
                 val = val_mae(logs or {})
                 if val is not None and val < self.best:
                     self.best = val
-                    with atomic.atomic_path(path) as tmp:
+                    with atomic.atomic_path(path) as tmp, averaged_weights(self.model):
                         self.model.save_weights(str(tmp))
                     write_json(path.with_suffix(".json"), {"epoch": epoch + 1, "val_mae": val}, indent=None)
 
         return _Best()
+
+
+class EpochSeconds:
+    """Keras callback factory: the wall time of each epoch (training and validation) as ``seconds`` in its logs."""
+
+    def __new__(cls):
+        k = keras()
+
+        class _Seconds(k.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if logs is not None:
+                    logs["seconds"] = round(time.perf_counter() - self.started, 2)
+
+        return _Seconds()
 
 
 def val_mae(logs: dict) -> float | None:
@@ -182,11 +222,14 @@ def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, *, epochs: i
         """Validation scores against the labels alone (the distillation loss then reduces to its label term)."""
         a = arrays[side]
         soft = dict(teacher=teacher.rows(a.files), gender_weight=config.gender_teacher_weight,
-                    temperature=config.temperature) if teacher and not hard_labels else {}
+                    temperature=config.temperature, teacher_target=config.teacher_target) \
+            if teacher and not hard_labels else {}
         return rekey(make_dataset(a.images, a.ages, a.genders, sigma=config.sigma, max_age=config.spec.max_age,
-                                  **soft, **options), output_keys(model))
+                                  label_age_column=config.expectation_weight > 0, **soft, **options),
+                     output_keys(model))
 
-    train = dataset("train", batch_size=config.batch, training=True, augment=config.augment, seed=config.seed)
+    train = dataset("train", batch_size=config.batch, training=True, augment=config.augment, seed=config.seed,
+                    mixup=config.mixup)
     val = dataset("val", batch_size=256, hard_labels=True)
     steps = max(int(np.ceil(len(arrays["train"].ages) / config.batch)) * epochs, 1)
     warmup = steps // 20 if phase == "float" else 0
@@ -198,6 +241,8 @@ def _fit(model, config: TrainConfig, arrays, run: Path, phase: str, *, epochs: i
     monitor = f"val_{output_key(model.output_names, 'age')}_{metric}"  # logs use output names
     callbacks = [
         k.callbacks.BackupAndRestore(str(run / "backup" / phase), delete_checkpoint=True),
+        AveragedValidation(),
+        EpochSeconds(),
         BestWeights(run / f"best_{phase}.h5"),
         k.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, mode="min"),
         k.callbacks.CSVLogger(str(run / f"history_{phase}.csv"), append=True),
@@ -263,6 +308,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     held_out = "test" if len(arrays["test"].ages) else "val"
     metrics["evaluated_on"] = held_out
     metrics["float"] = evaluate_arrays(model, arrays[held_out])
+    metrics["validation"] = {"float": evaluate_arrays(model, arrays["val"])}  # what choices are made on
     if config.qat_epochs > 0:
         with strategy.scope():
             qat = quantize(model)
@@ -270,7 +316,9 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
             _fit(qat, config, arrays, run, "qat", epochs=config.qat_epochs, lr=config.qat_lr, strategy=strategy,
                  teacher=teacher)
             save_model(qat, run / "qat.h5")
-        metrics["qat"] = evaluate_arrays(load_model(run / "qat.h5"), arrays[held_out])
+        qat = load_model(run / "qat.h5")
+        metrics["qat"] = evaluate_arrays(qat, arrays[held_out])
+        metrics["validation"]["qat"] = evaluate_arrays(qat, arrays["val"])
     metrics["train_minutes"] = round((time.time() - started) / 60, 2)
     metrics["split_sha256"] = file_sha256(split_path)
     write_json(run / "metrics.json", metrics)

@@ -40,6 +40,23 @@ def _breakdown_rows(m: dict) -> list[list]:
     return rows
 
 
+def recipe_table(config) -> str:
+    """The training recipe in words: loss, targets, optimizer, weight averaging, mixup."""
+    loss = (f"KL divergence to a Gaussian label distribution of sigma {config.sigma} years"
+            if config.spec.head == "ldl" else "Huber loss (delta 5 years) on the age")
+    if config.soft_targets:
+        target = "re-centred on the label age" if config.teacher_target == "recentred" else "as it is"
+        loss += (f", mixed with the teacher's distribution ({target}) at weight {config.teacher_weight} and "
+                 f"temperature {config.temperature}; gender target {config.gender_teacher_weight} teacher")
+    if config.expectation_weight:
+        loss += f"; plus {config.expectation_weight} x L1 of the expected age against the label age"
+    optimizer = f"AdamW, weight decay {config.weight_decay}" if config.weight_decay else "Adam"
+    averaging = f"moving average of the weights (decay {config.ema}) validated and saved" if config.ema else "none"
+    mixup = f"Beta({config.mixup}, {config.mixup})" if config.mixup else "none"
+    rows = [["age loss", loss], ["optimizer", optimizer], ["weight averaging", averaging], ["mixup", mixup]]
+    return md_table(["recipe", "value"], rows)
+
+
 def write_model_card(run: Path, config, metrics: dict, data, *, split_path: Path, fingerprint: str) -> Path:
     """Write ``run/MODEL_CARD.md`` from the run's config and metrics."""
     spec = config.spec
@@ -53,6 +70,8 @@ def write_model_card(run: Path, config, metrics: dict, data, *, split_path: Path
         md_table(["what", "value"], [["dataset", f"`{Path(str(data)).name}`"], ["data fingerprint", fingerprint[:16]],
                                      ["split file", f"`{split_path.name}`"],
                                      ["split sha256", metrics["split_sha256"][:16]]]),
+        "## Recipe\n",
+        recipe_table(config),
         "## Hyper-parameters\n",
         md_table(["name", "value"], [[k, v] for k, v in config.to_dict().items() if k != "spec"]
                  + [[f"spec.{k}", v] for k, v in spec.to_dict().items()]),
