@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +13,14 @@ from edge_age.data.faceset import load_faces
 from edge_age.data.names import MAX_AGE
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.errors import EdgeAgeError, literal
+from firmware_host.files import atomic
 from firmware_host.files.csvio import read_table
 from firmware_host.infer.contract import ages_from_output, split_outputs
 from firmware_host.infer.predictor import predict_tflite
 from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
+PER_FACE_COLUMNS = ("file", "true_age", "true_gender", "age", "female")  # age, female: the model's, as in predict
 
 
 @dataclass
@@ -52,6 +55,16 @@ def predict_keras(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarr
         ages.append(ages_from_output(np.asarray(age)))
         genders.append(np.asarray(gender)[:, 0])
     return np.concatenate(ages), np.concatenate(genders)
+
+
+def write_per_face(path: Path, pred_age: np.ndarray, pred_gender: np.ndarray, faces: Labelled) -> Path:
+    """Each face's labels and estimates as CSV (``PER_FACE_COLUMNS``; ``true_gender`` -1 where unknown)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PER_FACE_COLUMNS)
+    for row in zip(faces.files, faces.ages, faces.genders, pred_age, pred_gender):
+        writer.writerow([row[0], int(row[1]), int(row[2]), f"{float(row[3]):.4f}", f"{float(row[4]):.5f}"])
+    return atomic.write_text(path, text.getvalue())
 
 
 def score(pred_age, pred_gender, faces: Labelled) -> dict:
