@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak
+.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak pi-check
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -156,3 +156,12 @@ SOAK_SECONDS ?= 3600
 SOAK_FPS ?= 10
 soak: setup
 	$(BIN)/python -m edge_age.bench.soak --seconds $(SOAK_SECONDS) --max-fps $(SOAK_FPS) --data $(UTK200) --out runs/soak
+
+# The wheel on Linux arm64, emulated (not part of make test; needs root, debootstrap, qemu-user-static and the
+# network: see docs/pi-check.md). In a Debian bookworm arm64 root filesystem (made once, about 4 minutes, kept in
+# runs/pi-check/bookworm-arm64): evaluate of each member's int8-qat file on 500 test faces, predict on 20 photos and
+# bench s, against the same on x86; per-face differences and a pass/fail per member in runs/pi-check/pi-check.md.
+pi-check: setup
+	$(BIN)/edge-age data split --out runs/split.csv
+	nice -n 10 $(BIN)/python -m edge_age.bench.pi_check --split runs/split.csv --data $(EDGE_AGE_DATA) \
+	  --photos $(UTK200) --yunet $(EDGE_AGE_YUNET) --out runs/pi-check
