@@ -41,7 +41,8 @@ FACES, PHOTOS, BENCH_RUNS = 500, 20, 20
 MAE_TOLERANCE = 0.1                    # years: the largest accepted |MAE arm64 - MAE x86| of a member
 SIDES = ("x86", "arm64")
 INSIDE = "/opt/edge-age"               # the wheels and the virtualenv inside the root filesystem
-CHROOT_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+CHROOT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",  # also finds chroot
+              "HOME": "/root", "LANG": "C.UTF-8"}
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 CHECKOUT = Path(__file__).resolve().parents[2]
