@@ -9,7 +9,7 @@ IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_orde
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
 .PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
-	serve-soak ablation
+	serve-soak ablation pi-check
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -206,3 +206,12 @@ SERVE_SOAK_CLIENTS ?= 4
 serve-soak: setup
 	$(BIN)/python -m edge_age.bench.serve_soak --seconds $(SOAK_SECONDS) --clients $(SERVE_SOAK_CLIENTS) --data $(UTK200) \
 		--out runs/serve-soak
+
+# The wheel on Linux arm64, emulated (not part of make test; needs root, debootstrap, qemu-user-static and the
+# network: see docs/pi-check.md). In a Debian bookworm arm64 root filesystem (made once, about 4 minutes, kept in
+# runs/pi-check/bookworm-arm64): evaluate of each member's int8-qat file on 500 test faces, predict on 20 photos and
+# bench s, against the same on x86; per-face differences and a pass/fail per member in runs/pi-check/pi-check.md.
+pi-check: setup
+	$(BIN)/edge-age data split --out runs/split.csv
+	nice -n 10 $(BIN)/python -m edge_age.bench.pi_check --split runs/split.csv --data $(EDGE_AGE_DATA) \
+	  --photos $(UTK200) --yunet $(EDGE_AGE_YUNET) --out runs/pi-check

@@ -20,6 +20,8 @@ def evaluate(
     subset: str = typer.Option("test", help="train, val or test (with --split)."),
     labels: Path | None = typer.Option(None, help="CSV with columns file, age[, gender], paths relative to DATA."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the metrics and breakdowns here."),
+    per_face: Path | None = typer.Option(None, "--per-face", help="Write each face's labels and estimates here (CSV: "
+                                          "file, true_age, true_gender, age, female)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Folder for the evaluation page: report.html "
                                        "(self-contained), report.md and the plots."),
     detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs "
@@ -33,7 +35,7 @@ def evaluate(
     skip_bad_labels: bool = SkipBadLabelsOpt,
 ) -> None:
     """Accuracy of a model: MAE, CS@5, epsilon error, gender accuracy and AUC, breakdowns; --out adds a page."""
-    from edge_age.eval.evaluation import evaluate_file
+    from edge_age.eval.evaluation import evaluate_file, write_per_face
     from edge_age.members import resolve_tflite
 
     model = resolve_tflite(model)
@@ -52,6 +54,8 @@ def evaluate(
                                                             resolution=chip_resolution, skip_bad_labels=skip_bad_labels)
     if json_out:
         write_json(json_out, result)
+    if per_face:
+        write_per_face(per_face, pred_age, pred_gender, faces)
     if out:
         from edge_age.report.eval_page import Evaluated, write_page
         selection = (f"side {subset} of {split}" if split else

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from edge_age.data.faceset import load_faces
 from edge_age.data.names import MAX_AGE
 from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.errors import EdgeAgeError, literal
+from firmware_host.files import atomic
 from firmware_host.files.csvio import read_table
 from firmware_host.infer.contract import ages_from_output, split_outputs
 from firmware_host.infer.postprocess import IDENTITY, AgeDecoding
@@ -19,6 +21,7 @@ from firmware_host.infer.predictor import predict_tflite
 from firmware_host.progress import track
 
 log = logging.getLogger(__name__)
+PER_FACE_COLUMNS = ("file", "true_age", "true_gender", "age", "female")  # age, female: the model's, as in predict
 
 
 @dataclass
@@ -60,6 +63,16 @@ def predict_keras(model, images: np.ndarray, batch: int = 256,
     """(age, gender probability) for uint8 RGB faces, the ages read as ``decoding`` says."""
     age, gender = keras_outputs(model, images, batch)
     return ages_from_output(age, decoding), gender
+
+
+def write_per_face(path: Path, pred_age: np.ndarray, pred_gender: np.ndarray, faces: Labelled) -> Path:
+    """Each face's labels and estimates as CSV (``PER_FACE_COLUMNS``; ``true_gender`` -1 where unknown)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PER_FACE_COLUMNS)
+    for row in zip(faces.files, faces.ages, faces.genders, pred_age, pred_gender):
+        writer.writerow([row[0], int(row[1]), int(row[2]), f"{float(row[3]):.4f}", f"{float(row[4]):.5f}"])
+    return atomic.write_text(path, text.getvalue())
 
 
 def score(pred_age, pred_gender, faces: Labelled) -> dict:
