@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from edge_age.cli.options import SkipBadLabelsOpt
+from edge_age.cli.options import DETECTOR_HELP, SkipBadLabelsOpt
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files.jsonio import write_json
 from firmware_host.files.paths import data_root
@@ -26,7 +26,7 @@ def evaluate(
                                        "(self-contained), report.md and the plots."),
     detect: bool = typer.Option(False, "--detect", help="DATA holds raw photos: detect and align faces first (needs "
                                                         "--labels)."),
-    detector: str = typer.Option("auto", help="With --detect: auto, yunet, blazeface or haar."),
+    detector: str = typer.Option("auto", help=f"With --detect: {DETECTOR_HELP}"),
     detector_model: Path | None = typer.Option(None, help="With --detect: the detector's model file."),
     detect_size: int = typer.Option(DETECT_SIZE, help="With --detect: longer side, in pixels, of the photo the "
                                     "detector sees (0 = the full photo); faces are cropped at full resolution."),

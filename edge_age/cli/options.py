@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import typer
 
+from firmware_host.detect.detectors import AUTO_ORDER, DETECTOR_TABLE
+from firmware_host.infer.interpreter import DELEGATE_TABLE
 from firmware_host.pipeline.defaults import DETECT_SIZE
 
 SkipBadLabelsOpt = typer.Option(False, "--skip-bad-labels", help="Skip and count bad rows of --labels (age outside "
@@ -21,7 +23,7 @@ ModelOpt = typer.Option(None, "--model", "-m", help="A .tflite from 'edge-age co
                         "or a member of the family: m, s or n ('edge-age models') [default: s].")
 
 
-DelegateOpt = typer.Option("cpu", help="cpu (XNNPACK), gpu or edgetpu.")
+DelegateOpt = typer.Option("cpu", help=f"{', '.join(DELEGATE_TABLE)} (cpu: LiteRT's XNNPACK).")
 
 
 DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_GPU_DELEGATE; edgetpu: "
@@ -31,10 +33,13 @@ DelegateLibraryOpt = typer.Option(None, help="Delegate library [gpu: $EDGE_AGE_G
 DeviceOpt = typer.Option(None, help="Edge TPU to use: usb, usb:N or pci:N [default: the first found].")
 
 
-DetectorOpt = typer.Option("auto", help="auto (best found), yunet, blazeface or haar.")
+DETECTOR_HELP = (f"auto (the first of {', '.join(AUTO_ORDER)} whose model is found, else haar), "
+                 f"{', '.join(DETECTOR_TABLE)}.")
+DetectorOpt = typer.Option("auto", help=DETECTOR_HELP)
 
 
-DetectorModelOpt = typer.Option(None, help="Detector model [yunet: $EDGE_AGE_YUNET; blazeface: $EDGE_AGE_BLAZEFACE].")
+DetectorModelOpt = typer.Option(None, help="Detector model [" + "; ".join(
+    f"{spec.name}: ${spec.env}" for spec in DETECTOR_TABLE.values() if spec.env) + "].")
 
 
 DetectSizeOpt = typer.Option(DETECT_SIZE, help="Longer side, in pixels, of the frame the detector sees (0 = the full "
