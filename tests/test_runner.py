@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import pytest
 from edge_age.data.scenes import make_photos, make_video
 from firmware_host.detect.tracking import iou
 from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE
-from tests.conftest import ROOT, assert_user_error, ctrl_c_enabled, run_cli
+from tests.conftest import ROOT, UTK64, assert_user_error, ctrl_c_enabled, run_cli
 from tests.scenes import YUNET, chips, without_tensorflow
 
 
@@ -137,7 +139,10 @@ def test_device_errors_are_one_line(model, video, tmp_path):
     truncated = tmp_path / "cut.tflite"
     truncated.write_bytes(model.read_bytes()[:5000])
     (tmp_path / "cut.json").write_text(model.with_suffix(".json").read_text())
-    assert_user_error(run_cli("predict", video.parent, "--model", truncated, "--out", tmp_path), "not a valid TFLite "
+    photos = tmp_path / "photos"  # a folder with an image: the model is what is wrong
+    photos.mkdir()
+    shutil.copy2(UTK64 / sorted(os.listdir(UTK64))[0], photos)
+    assert_user_error(run_cli("predict", photos, "--model", truncated, "--out", tmp_path), "not a valid TFLite "
                                                                                                  "model")
     assert_user_error(run_cli("run", "--model", model, "--source", tmp_path / "nothing", "--out", tmp_path),
                       "is not a camera index")

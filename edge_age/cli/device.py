@@ -110,10 +110,12 @@ def predict(
     """Faces, ages and genders in images: annotated copies, faces.csv and faces.json (and accuracy with --labels)."""
     from edge_age.api import load
     from edge_age.eval.evaluation import read_labels
+    from firmware_host.detect.reduced import check_size
     from firmware_host.logs import STATUS
     from firmware_host.pipeline.photos import image_files, predict_images, write_rows
     from firmware_host.progress import track
 
+    check_size(detect_size)  # the options first, then the inputs, then the model
     truth = read_labels(labels, skip_bad_labels) if labels else None
     image_files(images)  # a path that does not exist is an error before the model loads
     estimator = load(model, detector=None if crops else detector, threads=threads, detector_model=detector_model,

@@ -126,7 +126,7 @@ def fit_model_file(model: Path, data, split: Path) -> tuple[dict, Path]:
 
 def fit_after_training(model_path: Path, model, faces, split: Path) -> dict | None:
     """The end of ``train``: fit the float model's age decoding on the validation ``faces`` into ``device.json``
-    (too few faces: a warning, and the mean as it is)."""
+    (too few faces, or nothing to fit such as one age for every face: a warning, and the mean as it is)."""
     from edge_age.eval.evaluation import keras_outputs
     from edge_age.train.model_io import write_age_decoding
     from firmware_host.files.paths import file_sha256
@@ -134,8 +134,12 @@ def fit_after_training(model_path: Path, model, faces, split: Path) -> dict | No
         log.warning("%d validation faces are too few to fit an age correction (at least %d): ages stay the mean "
                     "of the distribution", len(faces.ages), MIN_FACES)
         return None
-    decoding = fit_age_decoding(keras_outputs(model, faces.images)[0], faces.ages, source=Path(model_path).name,
-                                split_sha256=file_sha256(split))
+    try:
+        decoding = fit_age_decoding(keras_outputs(model, faces.images)[0], faces.ages, source=Path(model_path).name,
+                                    split_sha256=file_sha256(split))
+    except EdgeAgeError as exc:
+        log.warning("no age correction fitted (%s): ages stay the mean of the distribution", exc)
+        return None
     write_age_decoding(model_path, decoding)
     log.info("age decoding fitted on the validation side: %s", describe_fit(decoding), extra=STATUS)
     return decoding
