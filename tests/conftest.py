@@ -3,6 +3,7 @@ subprocess."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -78,10 +79,22 @@ def slice64(tmp_path_factory) -> Path:
     return copy_slice(UTK64, tmp_path_factory.mktemp("utk64"), sample_names(UTK64, 260, extra))
 
 
+CASES = os.environ.get("EDGE_AGE_CASES")  # a JSON-lines file: every CLI run's outcome, for a table of the cases
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``edge-age ARGS`` in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "edge_age", *map(str, args)], capture_output=True, text=True,
+    """Run ``edge-age ARGS`` in a subprocess, as a user would (and note its outcome in $EDGE_AGE_CASES if set)."""
+    proc = subprocess.run([sys.executable, "-m", "edge_age", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd or ROOT, timeout=600)
+    if CASES:
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("edge-age: error:")]
+        shown = [a.name if isinstance(a, Path) and a.is_absolute() else str(a) for a in args]
+        with open(CASES, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+                                  "command": "edge-age " + " ".join(shown), "exit": proc.returncode,
+                                  "message": errors[0] if errors else "", "traceback": "Traceback" in proc.stderr})
+                      + "\n")
+    return proc
 
 
 def ctrl_c_enabled() -> None:
@@ -152,8 +165,14 @@ def converted(tiny_run, faces, split, tmp_path_factory):
         proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", path,
                        "--calib", "30", "--threshold", "100", "--debug-images", "8")
         assert proc.returncode == 0, proc.stderr[-3000:]
+        console_of(path).write_text(proc.stdout + proc.stderr)
 
     return made_once(tmp_path_factory, "convert", make)
+
+
+def console_of(folder: Path) -> Path:
+    """The file beside a session fixture's output folder that holds what its command printed."""
+    return folder.with_name(folder.name + ".console.txt")
 
 
 @pytest.fixture(scope="session")

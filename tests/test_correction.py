@@ -27,7 +27,8 @@ def run_copy(tiny_run, tmp_path):
     """The tiny run's files in a folder of the test's own, its device.json free to change."""
     run = tmp_path / "run"
     run.mkdir()
-    for name in ("model.keras", "qat.h5", "device.json", "config.json", "metrics.json", "MODEL_CARD.md"):
+    for name in ("model.keras", "qat.h5", "device.json", "config.json", "metrics.json", "MODEL_CARD.md",
+                 "history_float.csv", "history_qat.csv", "curves.png"):
         shutil.copy2(tiny_run / name, run)
     return run
 
@@ -81,6 +82,8 @@ def test_bundle_carries_the_run_decoding_into_its_sidecars(run_copy, converted, 
     for file in facts["files"].values():
         assert read_info(tmp_path / "family" / "x" / file).age_decoding == DECODING
     assert json.loads((tmp_path / "family" / "x" / "device.json").read_text())["age_decoding"] == DECODING
+    for name in ("MODEL_CARD.md", "history_float.csv", "history_qat.csv", "curves.png"):  # how it was trained
+        assert (tmp_path / "family" / "x" / name).read_bytes() == (run_copy / name).read_bytes(), name
 
 
 def test_fit_correction_writes_into_device_json_and_sidecars(member_tflite, faces, split, tmp_path):

@@ -131,6 +131,29 @@ def test_imagenet_weights_load_and_wrong_ones_are_refused(tmp_path):
         build_model(ModelSpec("mobilenet_v2", 0.35, 64), IMAGENET)
 
 
+def test_a_backbone_cut_at_stride_16_keeps_its_imagenet_weights_and_quantizes():
+    """--cut block_13_expand_relu: MobileNetV2 1.0 ends there, pooled, with the ImageNet weights of the layers it
+    keeps (about 0.7 M parameters with the heads); tfmot wraps it for QAT; an unknown layer is a one-line error."""
+    import h5py
+
+    from edge_age.train.model_io import quantize
+    from edge_age.train.models import ModelSpec, build_model
+    from firmware_host.errors import EdgeAgeError
+    spec = ModelSpec("mobilenet_v2", 1.0, 64, cut="block_13_expand_relu")
+    model = build_model(spec, IMAGENET)
+    names = {layer.name for layer in model.layers}
+    assert "block_13_expand_relu" in names and "block_13_depthwise" not in names and "out_relu" not in names
+    assert 0.6e6 < model.count_params() < 0.8e6, model.count_params()
+    with h5py.File(IMAGENET) as f:
+        expected = np.asarray(f["block_12_project"]["block_12_project"]["kernel"])
+    np.testing.assert_array_equal(model.get_layer("block_12_project").get_weights()[0], expected)
+    assert spec.describe() == "mobilenet_v2 alpha 1.0 cut at block_13_expand_relu"
+    qat = quantize(model)
+    assert qat.count_params() > model.count_params()
+    with pytest.raises(EdgeAgeError, match="no layer 'block_99' to cut"):
+        build_model(ModelSpec("mobilenet_v2", 1.0, 64, cut="block_99"))
+
+
 def test_bad_training_input(faces, split, tmp_path, tiny_run):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -20,6 +20,9 @@ def train(
     input_size: int | None = typer.Option(None, help="Input size in pixels (square)."),
     minimalistic: bool | None = typer.Option(None, help="MobileNetV3 minimalistic (no SE, no hard-swish)."),
     head: str | None = typer.Option(None, help="Age head: ldl (label distribution) or regression."),
+    cut: str | None = typer.Option(None, help="End the backbone at this layer, pooled (e.g. block_13_expand_relu: "
+                                              "MobileNetV2 at stride 16, its ImageNet weights kept) [the whole "
+                                              "backbone]."),
     epochs: int | None = typer.Option(None),
     batch: int | None = typer.Option(None),
     lr: float | None = typer.Option(None, help="Peak learning rate (cosine schedule with warm-up)."),
@@ -61,7 +64,7 @@ def train(
         raise EdgeAgeError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     config = TrainConfig(**PRESETS.get(preset or "", {}))
     given = {k: v for k, v in dict(arch=arch, alpha=alpha, input_size=input_size, minimalistic=minimalistic,
-                                      head=head).items() if v is not None}
+                                      head=head, cut=cut).items() if v is not None}
     spec = replace(config.spec, **given) if given else config.spec
     options = {k: v for k, v in dict(epochs=epochs, batch=batch, lr=lr, sigma=sigma, augment=augment,
                                      qat_epochs=qat_epochs, qat_lr=qat_lr, patience=patience, seed=seed,

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from edge_age.members import FAMILY_DIR
+from edge_age.train.models import ModelSpec
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
 from firmware_host.files.jsonio import write_json
@@ -62,8 +63,8 @@ def bench_latency(bench: Path, model: Path) -> dict:
 
 def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = True, bench: Path | None = None,
                   dest: Path = FAMILY_DIR) -> dict:
-    """Copy ``run``'s model card and ``converted``'s int8 files (with sidecars, their age decoding set to the one in
-    ``run``'s ``device.json``) into ``dest/name``; write member.json.
+    """Copy ``run``'s model card, training history and curves, and ``converted``'s int8 files (with sidecars,
+    their age decoding set to the one in ``run``'s ``device.json``) into ``dest/name``; write member.json.
 
     ``copy_keras`` copies the Keras float and QAT models too; otherwise member.json points at them in ``run``
     when it lies inside the package (the reference model), and the member ships none when it does not.
@@ -87,7 +88,7 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
     decoding = read_device_facts(run / "model.keras").get("age_decoding")
     spec = config["spec"]
     facts = {
-        "arch": f"{spec['arch']} alpha {spec['alpha']}", "input_size": spec["input_size"],
+        "arch": ModelSpec(**spec).describe(), "input_size": spec["input_size"],
         "params": int(model.count_params()), "macs": macs(model), "train_minutes": metrics.get("train_minutes"),
         "teacher": config.get("soft_targets") is not None, "validation": report["validation"],
         "accuracy": {kind: {k: report["keras"][kind][k] for k in ("mae", "cs5", "gender_accuracy")}
@@ -106,7 +107,7 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
                 shutil.copy2(converted / Path(entry["file"]).with_suffix(suffix), staging)
             write_age_decoding(staging / entry["file"], decoding)  # the run's, fitted after conversion or not
             facts["files"][target] = entry["file"]
-    for src in ("MODEL_CARD.md", "device.json"):
+    for src in ("MODEL_CARD.md", "device.json", "history_float.csv", "history_qat.csv", "curves.png"):
         if (run / src).is_file():
             shutil.copy2(run / src, staging)
     inside_package = dest.resolve().parent in (run / "x").resolve().parents

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from converters.tf_setup import keras, tensorflow
 
-tf = tensorflow()
-
 
 def _ages(n: int):
+    tf = tensorflow()
     return tf.range(n, dtype=tf.float32)
 
 
 def target_age(y_true):
     """The expected age of a Gaussian target distribution."""
+    tf = tensorflow()
     return tf.reduce_sum(y_true * _ages(y_true.shape[-1]), axis=-1)
 
 
 def expected_age(logits):
     """The expected age of softmax(logits), in years."""
+    tf = tensorflow()
     return tf.reduce_sum(tf.nn.softmax(logits) * _ages(logits.shape[-1]), axis=-1)
 
 
@@ -41,11 +42,13 @@ def age_columns(y_true, n: int):
 
 def kl_divergence(y_true, logits):
     """KL(target || softmax(logits)) per face."""
+    tf = tensorflow()
     return tf.reduce_sum(y_true * (tf.math.log(y_true + 1e-8) - tf.nn.log_softmax(logits)), axis=-1)
 
 
 def mae_years(y_true, logits):
     """|expected age of softmax(logits) - mean of the label distribution| (the first columns of ``y_true``)."""
+    tf = tensorflow()
     n = logits.shape[-1]
     return tf.abs(expected_age(logits) - target_age(y_true[:, :n]))
 
@@ -59,6 +62,7 @@ def ldl_loss(teacher_weight: float = 0.0, temperature: float = 1.0, *, expectati
     give the label term alone; ``w = 0``, ``e = 0`` is plain KL.
     """
     def ldl_kl(y_true, logits):
+        tf = tensorflow()
         label, teacher, age = age_columns(y_true, logits.shape[-1])
         loss = kl_divergence(label, logits)
         if teacher is not None:
@@ -76,6 +80,7 @@ def regression_loss(y_true, pred):
 
 
 def regression_mae_years(y_true, pred):
+    tf = tensorflow()
     return tf.abs(pred[:, 0] - target_age(y_true))
 
 

@@ -62,7 +62,7 @@ def write_model_card(run: Path, config, metrics: dict, data, *, split_path: Path
     spec = config.spec
     best = metrics.get("qat") or metrics["float"]
     lines = [
-        f"# Model card: {spec.arch} alpha {spec.alpha}, {spec.input_size}x{spec.input_size}, {spec.head} age head\n",
+        f"# Model card: {spec.describe()}, {spec.input_size}x{spec.input_size}, {spec.head} age head\n",
         "Face age (expected value of a distribution over 0..116 years) and gender (sigmoid) from an aligned "
         "RGB face crop, scaled to [-1, 1] outside the graph. For research and on-device benchmarking; "
         "not for decisions about people.\n",

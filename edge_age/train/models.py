@@ -30,6 +30,7 @@ class ModelSpec:
     dropout: float = 0.2
     max_age: int = MAX_AGE
     bn_momentum: float = 0.99  # Keras' MobileNets use 0.999: validation then lags training by thousands of steps
+    cut: str = ""  # the backbone layer the network ends at, pooled (e.g. block_13_expand_relu); "": all of it
 
     def check(self) -> ModelSpec:
         if self.arch not in ARCHITECTURES:
@@ -44,6 +45,10 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """The backbone in a few words, e.g. 'mobilenet_v2 alpha 1.0 cut at block_13_expand_relu'."""
+        return f"{self.arch} alpha {self.alpha}" + (f" cut at {self.cut}" if self.cut else "")
 
 
 def _backbone(spec: ModelSpec, image):
@@ -66,11 +71,24 @@ def build_model(spec: ModelSpec, weights: str | Path | None = None):
     for layer in backbone.layers:
         if isinstance(layer, k.layers.BatchNormalization):
             layer.momentum = spec.bn_momentum
-    x = k.layers.Dropout(spec.dropout, name="head_dropout")(backbone.output)
+    features = backbone.output
+    if spec.cut:
+        features = k.layers.GlobalAveragePooling2D(name="cut_pool")(_layer(backbone, spec.cut).output)
+    x = k.layers.Dropout(spec.dropout, name="head_dropout")(features)
     units = spec.max_age + 1 if spec.head == "ldl" else 1
     age = k.layers.Dense(units, name="age")(x)
     gender = k.layers.Dense(1, activation="sigmoid", name="gender")(x)
     return k.Model(image, {"age": age, "gender": gender}, name=f"{spec.arch}_age_gender")
+
+
+def _layer(backbone, name: str):
+    """The backbone's layer ``name``, with the names it has when there is none."""
+    try:
+        return backbone.get_layer(name)
+    except ValueError:
+        ends = [layer.name for layer in backbone.layers if layer.name.endswith(("_relu", "_add"))]
+        examples = ", ".join(ends[-12::3])
+        raise EdgeAgeError(f"no layer {name!r} to cut {backbone.name} at; for example {examples}") from None
 
 
 def load_backbone_weights(backbone, path: str | Path) -> None:

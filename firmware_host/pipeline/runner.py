@@ -159,6 +159,8 @@ class Run:
                 record = _record(frame, tracks, results, times)
                 for sink in self.sinks:
                     sink.write(record)
+                self.frames += 1  # counted once it is out: a stop during the frame-rate wait below loses nothing
+                self.faces += len(results)
                 if self.images and self.outputs.send(record):
                     return
                 if self.o.max_fps:  # a frame-rate cap: wait out the rest of this frame's share of a second
@@ -171,8 +173,6 @@ class Run:
                     self.frame_seconds.append(now - last)
                 fps = 0.9 * fps + 0.1 / max(now - last, 1e-6) if fps else 1 / max(now - last, 1e-6)
                 last = now
-                self.frames += 1
-                self.faces += len(results)
                 if (self.o.max_frames and self.frames >= self.o.max_frames) or (
                         self.o.duration and now - start >= self.o.duration):
                     return
