@@ -20,7 +20,7 @@ from firmware_host.files import atomic
 from firmware_host.files.jsonio import write_json
 from firmware_host.infer import system_info
 from firmware_host.logs import STATUS
-from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S
+from firmware_host.pipeline.defaults import DETECT_EVERY, DETECT_SIZE, WINDOW_S, WINDOWS_KEPT
 from firmware_host.pipeline.estimator import AgeEstimator, EstimatorOptions
 from firmware_host.pipeline.finder import FaceFinder, check_every
 from firmware_host.pipeline.stages import Durations, StageTimer, summarize
@@ -120,7 +120,7 @@ class Run:
         self.reader: LatestFrames | None = None
         self.frame_seconds, self.first_interval = Durations(), None  # the first interval includes start-up
         self.outputs = FrameOutputs(self.images, options.overlap)
-        self.windows = Windows(options.window_s, frame_summary)
+        self.windows = Windows(options.window_s, frame_summary, keep=WINDOWS_KEPT)
 
     def _open_sinks(self, options: RunOptions) -> None:
         if options.jsonl:
@@ -209,6 +209,7 @@ class Run:
                 "frames_detected": self.finder.detected, "frames_carried": self.finder.carried,
                 "frames_with_faces": self.finder.with_faces,
                 "duration_s": self.o.duration, "window_s": self.o.window_s, "windows": windows,
+                "windows_dropped": self.windows.dropped,
                 "fps_drift": drift(windows[0]["fps"], windows[-1]["fps"]) if len(windows) >= 2 else None}
 
     def close(self, ok: bool) -> str | None:

@@ -18,7 +18,7 @@ class Durations:
     uniform sample of at most ``kept`` of them (reservoir sampling), so that a run of days holds a few MB."""
 
     def __init__(self, kept: int = KEPT, seed: int = 0):
-        self._sample = np.empty(kept)
+        self._sample = np.full(kept, np.nan)  # written now: its memory is taken at start, not over hours
         self._rng = np.random.default_rng(seed)
         self.count, self.total, self.max = 0, 0.0, 0.0
 

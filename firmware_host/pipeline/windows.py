@@ -32,15 +32,18 @@ class Windows:
     """Values binned into windows of ``window_s`` seconds, the first starting with the first value.
 
     ``summary(values, length_s)`` describes a closed window; each summary gets ``t_s``, the window's start
-    in seconds since ``offset_s`` before this object was made (for a bench: since the bench started).
+    in seconds since ``offset_s`` before this object was made (for a bench: since the bench started). With
+    ``keep``, only the first window and the last ``keep - 1`` are kept (``dropped`` counts the others).
     """
 
-    def __init__(self, window_s: float, summary: Callable[[list, float], dict], offset_s: float = 0.0):
-        self.window_s, self.summary, self.offset_s = window_s, summary, offset_s
+    def __init__(self, window_s: float, summary: Callable[[list, float], dict], offset_s: float = 0.0, *,
+                 keep: int | None = None):
+        self.window_s, self.summary, self.offset_s, self.keep = window_s, summary, offset_s, keep
         self.origin = time.perf_counter()
         self.start: float | None = None
         self.values: list = []
         self.closed: list[dict] = []
+        self.dropped = 0
 
     def add(self, value, now: float | None = None) -> None:
         """Add ``value`` at ``now`` (``time.perf_counter()``, default: now)."""
@@ -62,6 +65,9 @@ class Windows:
         t_s = round(self.offset_s + self.start - self.origin, 3)
         self.closed.append({"t_s": t_s, **self.summary(self.values, length)})
         self.values = []
+        if self.keep and len(self.closed) > self.keep:
+            del self.closed[1]  # the first stays: drift compares it with the last
+            self.dropped += 1
 
 
 def frame_summary(frames: list[dict], length: float) -> dict:

@@ -18,3 +18,12 @@ def test_windows_and_drift():
     assert set(closed[0]) == {"t_s", "p50", "p99", "n"}
     assert drift(10.0, 11.5)["drifted"] and not drift(10.0, 10.9)["drifted"]
     assert drift(10.0, 8.0)["change"] == pytest.approx(-0.2)
+
+
+def test_a_long_run_keeps_the_first_window_and_the_latest():
+    """A week of 10 s windows holds no more than ``keep`` summaries: the first (drift's baseline) and the last."""
+    windows = Windows(10.0, latency_summary, keep=4)
+    for second in range(0, 100, 5):
+        windows.add(0.001 * (1 + second), windows.origin + second)
+    closed = windows.finish(windows.origin + 100)
+    assert [w["t_s"] for w in closed] == [0.0, 70.0, 80.0, 90.0] and windows.dropped == 6
