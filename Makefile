@@ -191,7 +191,8 @@ ablation: setup
 
 # Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
 # frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into
-# runs/soak/soak.json and soak.md (RSS at 1 min and at the end, peak open files, frames, fps). A quick check:
+# runs/soak/soak.json and soak.md (RSS growth: the peak of the last 5 minutes against the peak of the 5 after the
+# first, under 5 MiB; the floor of open files not rising; frames, fps; exit 1 otherwise). A quick check:
 # make soak SOAK_SECONDS=90
 SOAK_SECONDS ?= 3600
 SOAK_FPS ?= 10

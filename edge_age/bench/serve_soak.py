@@ -13,12 +13,19 @@ import sys
 import time
 from pathlib import Path
 
-from edge_age.bench.soak import arguments, at_one_minute, free_port, page, sample, wait_for, write_result
+from edge_age.bench.soak import (
+    RSS_GROWTH_MIB,
+    arguments,
+    at_one_minute,
+    free_port,
+    page,
+    sample,
+    wait_for,
+    write_result,
+)
 from edge_age.data.scenes import make_photos, read_chips
 from firmware_host.files import atomic
 from firmware_host.serve.load import load
-
-RSS_GROWTH_MIB = 5.0  # the most the server may grow after its first minute
 
 
 def photo(data: Path, out: Path) -> bytes:

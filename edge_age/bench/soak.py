@@ -75,20 +75,40 @@ def wait_for_stream(base: str, run: subprocess.Popen, seconds: float = 300) -> N
     wait_for(base + "frame.jpg", run, seconds)
 
 
+RSS_GROWTH_MIB = 5.0  # the most a soaked process may grow after its first minute
+PEAK_WINDOW_S = 300.0  # RSS is compared as peaks over this long: a frame's buffers come and go by several MiB
+
+
 def at_one_minute(samples: list[dict]) -> dict | None:
     """The first sample taken a minute or more in (the last one of a shorter soak): memory has settled there."""
     return next((s for s in samples if s["t_s"] >= 60), samples[-1] if samples else None)
 
 
+def between(samples: list[dict], key: str, start: float, end: float) -> list:
+    """``key`` of the samples taken from ``start`` to ``end`` seconds in."""
+    return [s[key] for s in samples if start <= s["t_s"] <= end]
+
+
 def summary(samples: list[dict], report: dict, viewer: Viewer, seconds: float) -> dict:
-    """RSS at 1 min and at the end, peak open files, frames and fps of the run, frames the viewer got."""
-    minute = at_one_minute(samples)
+    """RSS growth (the peak of the last five minutes against the peak of the five after the first), open files
+    (a leak raises their floor: the fewest of the last five minutes against the fewest of the first five; a
+    video reopened at each loop shows for a moment), frames and fps of the run, frames the viewer got; samples
+    of the run's shutdown (after ``seconds``) are left out of the figures."""
+    working = [s for s in samples if s["t_s"] < seconds] or samples
+    start, end = at_one_minute(working)["t_s"], working[-1]["t_s"]
+    early, late = (start, start + PEAK_WINDOW_S), (end - PEAK_WINDOW_S, end)
+    first, last = max(between(working, "rss_mib", *early)), max(between(working, "rss_mib", *late))
+    files = between(working, "open_files", start, end)
+    files_first, files_last = min(between(working, "open_files", *early)), min(between(working, "open_files", *late))
+    growth = round(last - first, 1)
     return {"seconds": seconds, "status": report.get("status"), "frames": report.get("frames"),
             "fps": report.get("fps"), "source_loops": report.get("source_loops"),
-            "rss_mib_at_1_min": minute and minute["rss_mib"],
-            "rss_mib_at_end": samples[-1]["rss_mib"] if samples else None,
-            "peak_open_files": max((s["open_files"] for s in samples), default=None),
-            "viewer_frames": viewer.frames, "viewer_error": viewer.error, "samples": samples}
+            "rss_mib_first_peak": first, "rss_mib_last_peak": last, "rss_growth_mib": growth,
+            "open_files_min": min(files), "open_files_max": max(files),
+            "open_files_floor_first": files_first, "open_files_floor_last": files_last,
+            "viewer_frames": viewer.frames, "viewer_error": viewer.error,
+            "passed": growth < RSS_GROWTH_MIB and files_last <= files_first and report.get("status") == "finished",
+            "samples": samples}
 
 
 def page(title: str, figures: list[tuple[str, object]], samples: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -102,11 +122,18 @@ def page(title: str, figures: list[tuple[str, object]], samples: list[dict], col
 
 def markdown(result: dict) -> str:
     r = result
+    minutes = PEAK_WINDOW_S / 60
     return page(f"Soak: {r['seconds']:.0f} s of edge-age run --loop --serve with one viewer",
                 [("run status", r["status"]), ("frames", r["frames"]), ("fps", r["fps"]),
-                 ("video loops", r["source_loops"]), ("RSS at 1 min (MiB)", r["rss_mib_at_1_min"]),
-                 ("RSS at the end (MiB)", r["rss_mib_at_end"]), ("peak open files", r["peak_open_files"]),
-                 ("frames the viewer received", r["viewer_frames"])],
+                 ("video loops", r["source_loops"]),
+                 (f"RSS peak, first {minutes:g} min after the first minute (MiB)", r["rss_mib_first_peak"]),
+                 (f"RSS peak, last {minutes:g} min (MiB)", r["rss_mib_last_peak"]),
+                 (f"RSS growth (MiB; under {RSS_GROWTH_MIB:g})", r["rss_growth_mib"]),
+                 ("open files after the first minute (min, max)", f"{r['open_files_min']}, {r['open_files_max']}"),
+                 (f"fewest open files, first and last {minutes:g} min",
+                  f"{r['open_files_floor_first']}, {r['open_files_floor_last']}"),
+                 ("frames the viewer received", r["viewer_frames"]),
+                 ("verdict", "passed" if r["passed"] else "FAILED")],
                 r["samples"], [("t (s)", "t_s"), ("RSS (MiB)", "rss_mib"), ("open files", "open_files")])
 
 
@@ -169,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     result = soak(data=args.data, out=args.out, seconds=args.seconds, every=args.every, max_fps=args.max_fps,
                   model=args.model)
     print(markdown(result))
+    if not result["passed"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
