@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -37,17 +38,47 @@ def pytest_collection_finish(session):
 
 # The fixtures that train or convert; the test files that use them, directly or through another fixture, run last.
 TRAINED = frozenset({"tiny_run", "converted", "converted_without_data"})
+PREBUILT = "EDGE_AGE_TESTS_PREBUILT"  # set by the controller when it makes them itself (pytest_sessionstart)
 
 
 def pytest_collection_modifyitems(config, items):
     """On pytest-xdist workers (`make test`: --dist loadfile --no-loadscope-reorder, so each file runs whole on one
-    worker, in this order): the first file that needs the trained model, then every file that needs none of it, then
-    the other files that need it. One worker trains and converts while the other runs what does not wait for that."""
+    worker, in this order): every file that needs none of the trained model first, then the files that need it.
+    When the controller does not make them itself, the first file that needs them goes first: one worker trains
+    and converts while the other runs what does not wait for that."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     trained = {item.path for item in items if TRAINED & set(item.fixturenames)}
-    first = next((item.path for item in items if item.path in trained), None)
+    first = None if os.environ.get(PREBUILT) else next((item.path for item in items if item.path in trained), None)
     items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in trained else 1)  # stable sort
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist starts the workers, so that they inherit PREBUILT
+def pytest_sessionstart(session):
+    """On the controller of a whole-suite pytest-xdist run (`make test`): make the session's trained model and its
+    two conversions from the start, the conversions side by side, in threads beside the workers, which meanwhile
+    run the tests that need none of it."""
+    config = session.config
+    if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(config.option, "numprocesses", 0) or \
+            not UTK64.is_dir() or not whole_suite(config.invocation_params.args):
+        return
+    os.environ[PREBUILT] = "1"
+    root = config._tmp_path_factory.getbasetemp()
+    for name in ("convert", "convert_nodata"):
+        threading.Thread(target=_made_if_possible, args=(root, name), name=f"make-{name}", daemon=True).start()
+
+
+def whole_suite(args) -> bool:
+    """Whether pytest's command line selects every test (no path, node id or -k among ``args``)."""
+    return "-k" not in args and not any(Path(a.split("::")[0]).exists() for a in map(str, args)
+                                        if not a.startswith("-"))
+
+
+def _made_if_possible(root: Path, name: str) -> None:
+    try:
+        made(root, name)
+    except Exception:  # the fixture that needs it makes it again, and reports the failure
+        pass
 
 
 def sample_names(folder: Path, n: int, extra: tuple[str, ...] = ()) -> list[str]:
@@ -112,79 +143,99 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
         assert fragment in lines[0], lines[0]
 
 
-def made_once(tmp_path_factory, name: str, make) -> Path:
-    """``make(path)`` once per test run, also when pytest-xdist runs it on several workers: the first worker that
-    needs it makes it while the others wait, then they all share it. Returns ``path``."""
+def shared_root(tmp_path_factory) -> Path:
+    """The run's folder: the session's artefacts are made there once for every pytest-xdist worker."""
     root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, which holds each worker's own
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # a worker's is inside the run's
+
+
+def made(root: Path, name: str) -> Path:
+    """``root/name``, made by ``MADE[name]`` once per test run, after what it needs: the first process or thread
+    that needs it makes it while the others wait, then they all share it."""
+    make, needs = MADE[name]
+    for need in needs:
+        made(root, need)
     path, done = root / name, root / f"{name}.done"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             shutil.rmtree(path, ignore_errors=True)
-            make(path)
+            make(path, root)
             done.touch()
     return path
 
 
-# The session's data, trained model and conversions: each made once per run (see made_once). A test that needs some
-# real .tflite, not the tiny run's, takes a bundled member (member_tflite).
-@pytest.fixture(scope="session")
-def faces(tmp_path_factory):
-    """160 real faces for training and conversion tests."""
-    return made_once(tmp_path_factory, "train64", lambda path: copy_slice(UTK64, path, sample_names(UTK64, 160)))
-
-
-@pytest.fixture(scope="session")
-def split(faces, tmp_path_factory):
-    def make(path):
-        path.mkdir(parents=True)
-        proc = run_cli("data", "split", faces, "--out", path / "split.csv", "--train", "0.6", "--val", "0.2",
-                       "--test", "0.2")
-        assert proc.returncode == 0, proc.stderr
-
-    return made_once(tmp_path_factory, "split", make) / "split.csv"
-
-
-@pytest.fixture(scope="session")
-def tiny_run(faces, split, tmp_path_factory):
-    """One real `edge-age train` run of a tiny MobileNetV2: one float epoch, one QAT epoch."""
-    def make(path):
-        proc = run_cli("train", "--data", faces, "--split", split, "--out", path, *TINY)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-
-    return made_once(tmp_path_factory, "tiny", make)
-
-
-@pytest.fixture(scope="session")
-def converted(tiny_run, faces, split, tmp_path_factory):
-    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely
-    trained)."""
-    def make(path):
-        proc = run_cli("convert", tiny_run / "model.keras", "--data", faces, "--split", split, "--out", path,
-                       "--calib", "30", "--threshold", "100", "--debug-images", "8")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        console_of(path).write_text(proc.stdout + proc.stderr)
-
-    return made_once(tmp_path_factory, "convert", make)
-
-
 def console_of(folder: Path) -> Path:
-    """The file beside a session fixture's output folder that holds what its command printed."""
+    """The file beside a session artefact's folder that holds what its command printed."""
     return folder.with_name(folder.name + ".console.txt")
 
 
-@pytest.fixture(scope="session")
-def converted_without_data(tiny_run, tmp_path_factory):
-    """The tiny run converted without --data (float32, int8, int8-qat, edgetpu): one real `edge-age convert` run.
-    int8 needs calibration faces, so it is skipped."""
-    def make(path):
-        proc = run_cli("convert", tiny_run / "model.keras", "--targets", "float32,int8,int8-qat,edgetpu", "--out",
-                       path)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+def _faces(path: Path, root: Path) -> None:
+    copy_slice(UTK64, path, sample_names(UTK64, 160))
 
-    return made_once(tmp_path_factory, "convert_nodata", make)
+
+def _split(path: Path, root: Path) -> None:
+    path.mkdir(parents=True)
+    proc = run_cli("data", "split", root / "train64", "--out", path / "split.csv", "--train", "0.6", "--val", "0.2",
+                   "--test", "0.2")
+    assert proc.returncode == 0, proc.stderr
+
+
+def _tiny(path: Path, root: Path) -> None:
+    proc = run_cli("train", "--data", root / "train64", "--split", root / "split" / "split.csv", "--out", path, *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _convert(path: Path, root: Path) -> None:
+    proc = run_cli("convert", root / "tiny" / "model.keras", "--data", root / "train64", "--split",
+                   root / "split" / "split.csv", "--out", path, "--calib", "30", "--threshold", "100",
+                   "--debug-images", "8")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console_of(path).write_text(proc.stdout + proc.stderr)
+
+
+def _convert_nodata(path: Path, root: Path) -> None:
+    proc = run_cli("convert", root / "tiny" / "model.keras", "--targets", "float32,int8,int8-qat", "--out", path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# The session's artefacts: how each is made and what it needs first.
+MADE = {"train64": (_faces, ()), "split": (_split, ("train64",)), "tiny": (_tiny, ("split",)),
+        "convert": (_convert, ("tiny",)), "convert_nodata": (_convert_nodata, ("tiny",))}
+
+
+# The session's data, trained model and conversions, each made once per run (see made). A test that needs some real
+# .tflite, not the tiny run's, takes a bundled member (member_tflite).
+@pytest.fixture(scope="session")
+def faces(tmp_path_factory):
+    """160 real faces for training and conversion tests."""
+    return made(shared_root(tmp_path_factory), "train64")
+
+
+@pytest.fixture(scope="session")
+def split(tmp_path_factory):
+    """A split of those faces: 60% train, 20% val, 20% test."""
+    return made(shared_root(tmp_path_factory), "split") / "split.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One real `edge-age train` run of a tiny MobileNetV2 on those faces: one float epoch, one QAT epoch."""
+    return made(shared_root(tmp_path_factory), "tiny")
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """Every target of the tiny run, from one real `edge-age convert` run (threshold off: the model is barely
+    trained); what it printed is in ``console_of(converted)``."""
+    return made(shared_root(tmp_path_factory), "convert")
+
+
+@pytest.fixture(scope="session")
+def converted_without_data(tmp_path_factory):
+    """The tiny run converted without --data (float32, int8, int8-qat): one real `edge-age convert` run. int8
+    needs calibration faces, so it is skipped."""
+    return made(shared_root(tmp_path_factory), "convert_nodata")
 
 
 @pytest.fixture(scope="session")

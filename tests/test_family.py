@@ -82,7 +82,7 @@ def test_an_unknown_name_lists_the_members(family):
 
 def test_sidecars_without_data_carry_the_same_preprocessing(converted_without_data, converted):
     """`convert` without --data reads the chip resolution saved with the model at training time."""
-    for target in ("int8-qat", "edgetpu", "float32"):
+    for target in ("int8-qat", "float32"):
         with_data = read_info(converted / f"age_gender_{target}.tflite").to_dict()
         without = read_info(converted_without_data / f"age_gender_{target}.tflite").to_dict()
         for key in PREPROCESSING:
