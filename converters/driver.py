@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.sources import Sources
 from converters.targets import INTEGER_TARGETS, TARGETS
 from converters.workbench import Workbench
 from firmware_host.errors import EdgeAgeError
@@ -168,12 +169,12 @@ def needs_workbench(names: list[str], inputs: Inputs) -> bool:
     return inputs.validation is not None and inputs.calibration is not None and bool(set(names) & INTEGER_TARGETS)
 
 
-def _workbench(inputs: Inputs, staging: Path, settings: dict, debug_images: int | None):
+def _workbench(inputs: Inputs, sources: Sources, staging: Path, settings: dict, debug_images: int | None):
     """The workbench of the run: debug images spread over the validation faces; the int8-mixed search runs on
     ``inputs.search`` (the split's validation side, the test side staying for the report)."""
     validation, search = inputs.validation, inputs.search
     n = min(debug_images or DEFAULT_DEBUG_IMAGES, len(validation.ages))
-    bench = Workbench(inputs.models, _representative(inputs.calibration),
+    bench = Workbench(sources, _representative(inputs.calibration),
                       validation.images[spread(len(validation.ages), n)], staging, search_images=search.images,
                       search_ages=search.ages, float_search_mae=inputs.float_search_mae,
                       budget=settings["budget_years"], max_float=settings["max_float"])
@@ -191,9 +192,10 @@ def run_targets(names: list[str], inputs: Inputs, out: Path, *, score: Score, to
     settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces}
     try:
         bench = None
+        sources = Sources(inputs.models, staging)
         if needs_workbench(names, inputs):
-            bench, settings = _workbench(inputs, staging, settings, debug_images)
-        run = _Run(inputs, threshold, staging, out, bench, int16x8_faces, score, toolkit_version)
+            bench, settings = _workbench(inputs, sources, staging, settings, debug_images)
+        run = _Run(inputs, sources, threshold, staging, out, bench, int16x8_faces, score, toolkit_version)
         for name in track(names, "converting", total=len(names)):
             results.append(run.one(name, inputs.paths[TARGETS[name].source]))
     finally:
@@ -206,6 +208,7 @@ class _Run:
     """What every target of one convert run shares."""
 
     inputs: Inputs
+    sources: Sources
     threshold: float
     staging: Path
     out: Path
@@ -223,7 +226,7 @@ class _Run:
         file = f"age_gender_{name}.tflite"
         path = self.staging / file
         options = {"search": self.bench.search()} if name == "int8-mixed" else {}
-        path.write_bytes(t.build(self.inputs.models[t.source], calibration=_representative(self.inputs.calibration)
+        path.write_bytes(t.build(self.sources[t.source], calibration=_representative(self.inputs.calibration)
                                  if t.calibrated else None, **options))
         details = {"source": t.source, "device": t.device}
         try:

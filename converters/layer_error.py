@@ -243,12 +243,12 @@ class Int8Debugger:
     ops that write the ``denylist`` tensors kept in float (int8 input and output, like ``int8``).
     """
 
-    def __init__(self, model, calibration, images: np.ndarray):
+    def __init__(self, source: Path, calibration, images: np.ndarray):
         self.images = images
         tf = tensorflow()
         with native_quiet():  # the quantizer's "fully_quantize: ..." lines and the tf.lite.Interpreter notice
             self._debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=ptq_converter(model, calibration), debug_options=self._options(()))
+                converter=ptq_converter(source, calibration), debug_options=self._options(()))
             self.base = self._debugger.get_nondebug_quantized_model()
         self._denylist: tuple[str, ...] = ()
         self._cache: dict[tuple[str, ...], list[Layer]] = {}

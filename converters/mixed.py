@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -70,9 +71,9 @@ class Search:
     debugger: Int8Debugger | None = None
     outcome: Outcome | None = field(default=None, init=False)
 
-    def run(self, model, calibration) -> Outcome:
+    def run(self, source: Path, calibration) -> Outcome:
         if self.debugger is None:
-            self.debugger = Int8Debugger(model, calibration, self.images)
+            self.debugger = Int8Debugger(source, calibration, self.images)
         debugger = self.debugger
         layers = debugger.layers(description="int8 per-layer error")
         names = {layer.tensor: layer.name for layer in layers}

@@ -1,14 +1,16 @@
 """TFLite conversion targets: one table, one small function per target (Ultralytics-exporter style).
 
-Each function takes the source Keras model (float or QAT, as the table says) and,
-for post-training quantization, a representative dataset, and returns the bytes
-of the ``.tflite`` file. Full-integer files keep the age logits as an output: the
-softmax and expected age are computed on the host, where int8 cannot blur them.
+Each function takes the source model (float or QAT, as the table says), exported
+as a SavedModel (``converters.sources``), and, for post-training quantization, a
+representative dataset, and returns the bytes of the ``.tflite`` file. Full-integer
+files keep the age logits as an output: the softmax and expected age are computed
+on the host, where int8 cannot blur them.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from converters.tf_setup import tensorflow
@@ -19,11 +21,11 @@ from firmware_host.quiet import native_quiet
 class Search(Protocol):
     """What ``int8_mixed`` needs of a search (``converters.mixed.Search``): a run that returns the chosen file."""
 
-    def run(self, model, calibration: Callable[[], Iterable]): ...
+    def run(self, source: Path, calibration: Callable[[], Iterable]): ...
 
 
-def _converter(model):
-    return tensorflow().lite.TFLiteConverter.from_keras_model(model)
+def _converter(source: Path):
+    return tensorflow().lite.TFLiteConverter.from_saved_model(str(source))
 
 
 def _convert(conv) -> bytes:
@@ -32,32 +34,32 @@ def _convert(conv) -> bytes:
         return conv.convert()
 
 
-def float32(model, calibration=None) -> bytes:
+def float32(source: Path, calibration=None) -> bytes:
     """Plain float32: the reference every other file is compared with."""
-    return _convert(_converter(model))
+    return _convert(_converter(source))
 
 
-def float16(model, calibration=None) -> bytes:
+def float16(source: Path, calibration=None) -> bytes:
     """Float16 weights, float32 compute on CPU; the GPU delegate runs it in half precision."""
     tf = tensorflow()
-    conv = _converter(model)
+    conv = _converter(source)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
     return _convert(conv)
 
 
-def dynamic(model, calibration=None) -> bytes:
+def dynamic(source: Path, calibration=None) -> bytes:
     """Dynamic-range quantization: int8 weights, float activations, no calibration."""
-    conv = _converter(model)
+    conv = _converter(source)
     conv.optimizations = [tensorflow().lite.Optimize.DEFAULT]
     return _convert(conv)
 
 
-def ptq_converter(model, calibration, activations: int = 8):
+def ptq_converter(source: Path, calibration, activations: int = 8):
     """A converter set up for full-integer post-training quantization with ``activations``-bit activations
     (8, or 16 for TFLite's 16x8 mode) and 8-bit weights, calibrated on ``calibration``."""
     tf = tensorflow()
-    conv = _converter(model)
+    conv = _converter(source)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = calibration
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if activations == 8 else
@@ -65,47 +67,48 @@ def ptq_converter(model, calibration, activations: int = 8):
     return conv
 
 
-def _full_integer(model, io_type, calibration=None, activations: int = 8) -> bytes:
+def _full_integer(source: Path, io_type, calibration=None, activations: int = 8) -> bytes:
     """Every tensor integer, inputs and outputs of ``io_type``; ranges from ``calibration`` or from QAT."""
     tf = tensorflow()
     if calibration is not None:
-        conv = ptq_converter(model, calibration, activations)
+        conv = ptq_converter(source, calibration, activations)
     else:
-        conv = _converter(model)
+        conv = _converter(source)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.inference_input_type = io_type
     conv.inference_output_type = io_type
     return _convert(conv)
 
 
-def int8(model, calibration: Callable[[], Iterable] | None = None) -> bytes:
+def int8(source: Path, calibration: Callable[[], Iterable] | None = None) -> bytes:
     """Full-integer post-training quantization of the float model, int8 input and output (CPU/XNNPACK)."""
     if calibration is None:
         raise EdgeAgeError("the int8 target needs calibration images")
-    return _full_integer(model, tensorflow().int8, calibration)
+    return _full_integer(source, tensorflow().int8, calibration)
 
 
-def int8_qat(model, calibration=None) -> bytes:
+def int8_qat(source: Path, calibration=None) -> bytes:
     """Full integer from the QAT model (its fake-quant ranges), int8 input and output."""
-    return _full_integer(model, tensorflow().int8)
+    return _full_integer(source, tensorflow().int8)
 
 
-def edgetpu(model, calibration=None) -> bytes:
+def edgetpu(source: Path, calibration=None) -> bytes:
     """Full integer from the QAT model with uint8 input (raw 0..255 pixels) for the Edge TPU compiler."""
-    return _full_integer(model, tensorflow().uint8)
+    return _full_integer(source, tensorflow().uint8)
 
 
-def int16x8(model, calibration: Callable[[], Iterable] | None = None) -> bytes:
+def int16x8(source: Path, calibration: Callable[[], Iterable] | None = None) -> bytes:
     """TFLite's 16x8 mode: 16-bit activations, 8-bit weights, int16 input and output, calibrated like int8.
 
     XNNPACK has no 16x8 kernels: LiteRT runs it on its reference kernels (tens of times slower than int8).
     """
     if calibration is None:
         raise EdgeAgeError("the int16x8 target needs calibration images")
-    return _full_integer(model, tensorflow().int16, calibration, activations=16)
+    return _full_integer(source, tensorflow().int16, calibration, activations=16)
 
 
-def int8_mixed(model, calibration: Callable[[], Iterable] | None = None, *, search: Search | None = None) -> bytes:
+def int8_mixed(source: Path, calibration: Callable[[], Iterable] | None = None, *,
+               search: Search | None = None) -> bytes:
     """PTQ int8 with the fewest layers kept in float that bring the MAE within a budget (selective quantization).
 
     ``search`` (``converters.mixed.Search``) scores candidate files and keeps its outcome: layers kept, steps.
@@ -114,7 +117,7 @@ def int8_mixed(model, calibration: Callable[[], Iterable] | None = None, *, sear
         raise EdgeAgeError("the int8-mixed target needs calibration images")
     if search is None:
         raise EdgeAgeError("the int8-mixed target needs an accuracy budget and validation faces to search with")
-    return search.run(model, calibration).model
+    return search.run(source, calibration).model
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 
 from converters.layer_error import DEBUGGER, INTERPRETER, Int8Debugger, age_agreement, compare_files, float_twin, worst
 from converters.mixed import Search
+from converters.sources import Sources, export_saved_model
 from converters.targets import float32
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,10 @@ METHODS = {DEBUGGER: "QuantizationDebugger: each op beside its float twin on the
 class Workbench:
     """What the integer targets of a run share: debug images, float references, the int8 debugger."""
 
-    def __init__(self, models: dict, calibration: Callable, images: np.ndarray, staging: Path, *,
+    def __init__(self, sources: Sources, calibration: Callable, images: np.ndarray, staging: Path, *,
                  search_images: np.ndarray, search_ages: np.ndarray, float_search_mae: float, budget: float,
                  max_float: int):
-        self.models, self.calibration, self.images, self.staging = models, calibration, images, staging
+        self.sources, self.calibration, self.images, self.staging = sources, calibration, images, staging
         self.search_images, self.search_ages = search_images, search_ages
         self.float_search_mae, self.budget, self.max_float = float_search_mae, budget, max_float
         self._references: dict[str, Path] = {}
@@ -36,15 +37,17 @@ class Workbench:
 
     def debugger(self) -> Int8Debugger:
         if self._debugger is None:
-            self._debugger = Int8Debugger(self.models["float"], self.calibration, self.images)
+            self._debugger = Int8Debugger(self.sources["float"], self.calibration, self.images)
         return self._debugger
 
     def reference(self, source: str) -> Path:
         """The float32 file a target made from ``source`` ("float" or "qat") is compared with."""
         if source not in self._references:
-            model = self.models["float"] if source == "float" else float_twin(self.models["qat"], self.models["float"])
+            models = self.sources.models
+            exported = (self.sources["float"] if source == "float" else
+                        export_saved_model(float_twin(models["qat"], models["float"]), self.staging / "source_twin"))
             path = self.staging / f"reference_{source}.tflite"
-            path.write_bytes(float32(model))
+            path.write_bytes(float32(exported))
             self._references[source] = path
         return self._references[source]
 

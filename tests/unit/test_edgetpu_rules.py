@@ -19,6 +19,7 @@ from converters.edgetpu import (
 
 def _tiny_int8(path, shape, batch=None, dense_on_rows=False):
     """A small full-int8 (post-training quantized) graph with the given input shape."""
+    from converters.sources import export_saved_model
     from converters.targets import target
     from converters.tf_setup import keras
     k = keras()
@@ -32,7 +33,8 @@ def _tiny_int8(path, shape, batch=None, dense_on_rows=False):
         rng = np.random.default_rng(0)
         return ([rng.uniform(-1, 1, sample).astype("float32")] for _ in range(4))
 
-    path.write_bytes(target("int8").build(model, calibration))
+    source = export_saved_model(model, path.with_suffix(".source"))
+    path.write_bytes(target("int8").build(source, calibration))
     return path
 
 
