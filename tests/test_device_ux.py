@@ -196,8 +196,8 @@ def test_models_say_where_latency_was_measured_and_measure_here():
 
 def test_convert_is_quiet_unless_verbose(converted, tiny_run, tmp_path):
     """The session's convert of every target ran int8's calibration, its MLIR quantizer and the
-    QuantizationDebugger, the QAT conversion and the Edge TPU check: none of their own lines reached the terminal;
-    --verbose shows them."""
+    QuantizationDebugger, the QAT conversion, LiteRT's validation and the Edge TPU check: none of their own lines
+    (TensorFlow's CUDA probe, LiteRT's XNNPACK notice, the quantizer's) reached the terminal; --verbose shows them."""
     quiet = console_of(converted).read_text()
     for noise in NOISE:
         assert noise not in quiet, quiet[-3000:]
@@ -207,4 +207,5 @@ def test_convert_is_quiet_unless_verbose(converted, tiny_run, tmp_path):
     assert any(noise in proc.stderr for noise in NOISE), proc.stderr[-3000:]
 
 
-NOISE = ("Statistics for quantized inputs", "fully_quantize", "tf.lite.Interpreter is deprecated", "UserWarning")
+NOISE = ("Statistics for quantized inputs", "fully_quantize", "tf.lite.Interpreter is deprecated", "UserWarning",
+         "Created TensorFlow Lite XNNPACK delegate", "cuInit")
