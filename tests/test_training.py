@@ -110,6 +110,30 @@ def test_resume_after_kill(faces, split, tmp_path):
     assert (run / "model.keras").is_file()
 
 
+def test_a_run_killed_before_its_first_epoch_ends_resumes_from_its_pretrained_weights(faces, split, tmp_path):
+    """Killed before any epoch was backed up, --resume builds the model from --weights again, not from scratch."""
+    import h5py
+
+    from edge_age.train.model_io import load_model
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edge_age", "train", "--data", str(faces), "--split", str(split), "--out", str(run),
+           *TINY, "--alpha", "1.0", "--cut", "block_3_expand_relu", "--weights", str(IMAGENET), "--epochs", "1",
+           "--qat-epochs", "0", "--lr", "1e-4"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (run / "config.json").is_file():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (run / "config.json").is_file() and not list(run.rglob("checkpoint"))
+    done = run_cli("train", "--data", faces, "--split", split, "--out", run, "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with h5py.File(IMAGENET) as f:
+        pretrained = np.asarray(f["block_2_project"]["block_2_project"]["kernel"]).ravel()
+    trained = load_model(run / "model.keras").get_layer("block_2_project").get_weights()[0].ravel()
+    assert np.corrcoef(pretrained, trained)[0, 1] > 0.9
+
+
 def test_mirrored_strategy_on_two_cpus(faces, split, tmp_path):
     proc = run_cli("train", "--data", faces, "--split", split, "--out", tmp_path / "m", *TINY,
                    "--qat-epochs", "0", "--strategy", "mirrored")

@@ -267,6 +267,13 @@ def _prepare_run(run: Path, config: TrainConfig, resume: bool) -> TrainConfig:
     return config
 
 
+def _start_weights(run: Path, config: TrainConfig, resume: bool) -> str | None:
+    """The pretrained weights the model is built with: none when a resumed run restores its own (its float model,
+    or a backup of a finished float epoch); a run killed before its first epoch ended starts over from them."""
+    restored = (run / "model.keras").is_file() or any((run / "backup" / "float").rglob("checkpoint"))
+    return None if resume and restored else config.weights
+
+
 PRESETS = {
     "reference": dict(spec=ModelSpec("mobilenet_v2", 1.0, 96), epochs=24, qat_epochs=3, lr=1e-3, qat_lr=3e-5),
     "tiny": dict(spec=ModelSpec("mobilenet_v2", 0.35, 32), epochs=1, batch=16, qat_epochs=1, patience=2),
@@ -297,7 +304,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     metrics["replicas"] = int(strategy.num_replicas_in_sync)
     log.info("strategy %s: %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync, extra=STATUS)
     with strategy.scope():
-        model = build_model(config.spec, None if resume else config.weights)
+        model = build_model(config.spec, _start_weights(run, config, resume))
     write_json(run / "config.json", config.to_dict())
     write_device_facts(run, config.spec, native_size(data_path(data)))
     if not (run / "model.keras").is_file():
