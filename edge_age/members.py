@@ -53,7 +53,8 @@ class Member:
 
     def summary(self) -> dict:
         """What ``edge-age models --json`` prints for this member."""
-        return {"name": self.name, **{k: v for k, v in self.facts.items() if k not in ("files", "keras")},
+        return {"name": self.name, "default": self.name == DEFAULT_MEMBER,
+                **{k: v for k, v in self.facts.items() if k not in ("files", "keras")},
                 "files": {t: str(p) for t, p in self.files().items()}}
 
 

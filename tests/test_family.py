@@ -21,6 +21,7 @@ def test_models_json_has_the_documented_shape_and_real_paths(family):
     from edge_age.members import DEFAULT_MEMBER
     names = [m["name"] for m in family]
     assert len(names) >= 3 and DEFAULT_MEMBER in names
+    assert [m["name"] for m in family if m["default"] is True] == [DEFAULT_MEMBER]
     for m in family:
         assert {"name", "files", "arch", "input_size", "params", "macs", "targets"} <= set(m)
         assert {"int8-qat", "edgetpu"} <= set(m["files"])

@@ -99,7 +99,8 @@ def teacher(
 
 
 def models(
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON list (name, files: target -> path, figures)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list (name, default: "
+                               "whether run and predict use it, files: target -> path, figures)."),
     measure: bool = typer.Option(False, "--measure", help="Also time each member's int8-qat file here (p50 of 200 "
                                  "invokes, batch 1, 1 thread, after 20 untimed)."),
 ) -> None:
