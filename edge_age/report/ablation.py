@@ -30,12 +30,13 @@ def _read(path: Path) -> dict:
 
 
 def _changes(config: dict, control: dict) -> dict:
-    """The settings in which ``config`` differs from ``control`` (the model's spec included, as ``spec.*``)."""
+    """The settings in which ``config`` differs from ``control`` (the model's spec included, as ``spec.*``). A
+    setting one of them does not record (it came after that run) was off there: it counts only when set."""
     flat = {**{k: v for k, v in config.items() if k != "spec"},
             **{f"spec.{k}": v for k, v in config.get("spec", {}).items()}}
     base = {**{k: v for k, v in control.items() if k != "spec"},
             **{f"spec.{k}": v for k, v in control.get("spec", {}).items()}}
-    changed = {k: v for k, v in flat.items() if base.get(k) != v}
+    changed = {k: v for k, v in flat.items() if (base[k] != v if k in base else bool(v))}
     if changed.get("soft_targets"):
         changed["soft_targets"] = Path(changed["soft_targets"]).parent.name  # the teacher's folder
     return changed

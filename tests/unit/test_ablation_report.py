@@ -52,3 +52,17 @@ def test_no_spread_without_both_seeds(tmp_path):
     md = write_ablation(tmp_path).read_text()
     assert "No seed spread yet" in md
     assert json.loads((tmp_path / "ablation.json").read_text())["seed_spread"] is None
+
+
+def test_a_setting_the_control_does_not_record_counts_only_when_set(tmp_path):
+    """The control ran before ``cut`` and ``ema`` existed: a run with them off differs only in its seed."""
+    _run(tmp_path, "control", figures=(6.0, 0.5, 0.9))
+    _run(tmp_path, "control-seed1", figures=(6.1, 0.5, 0.9), seed=1, ema=0.0,
+         spec={**BASE["spec"], "cut": ""})
+    _run(tmp_path, "cut", figures=(6.2, 0.5, 0.9), spec={**BASE["spec"], "cut": "block_13_expand_relu"})
+    write_ablation(tmp_path)
+    table = json.loads((tmp_path / "ablation.json").read_text())
+    rows = {r["name"]: r for r in table["runs"]}
+    assert rows["control-seed1"]["changes"] == {"seed": 1}
+    assert rows["cut"]["changes"] == {"spec.cut": "block_13_expand_relu"}
+    assert table["seed_spread"]["mae"] == pytest.approx(0.1)
