@@ -78,13 +78,18 @@ def teacher_dir(tiny_run, faces, split, tmp_path_factory):
 
 
 def test_teacher_writes_soft_targets_with_fingerprints(teacher_dir, split):
+    from edge_age.data.soft_targets import read_soft_targets
     from firmware_host.files.paths import file_sha256
     with np.load(teacher_dir / "soft_targets.npz") as z:
         meta = json.loads(str(z["meta"]))
         assert z["age"].shape == z["age_mirror"].shape and z["age"].shape[1] == 117
-        assert np.allclose(z["age"].sum(axis=1), 1, atol=1e-4)
+        assert {z[k].dtype for k in ("age", "age_mirror", "female", "female_mirror")} == {np.dtype(np.float16)}
+        assert np.allclose(z["age"].astype(np.float32).sum(axis=1), 1, atol=0.01)
         assert ((z["female"] >= 0) & (z["female"] <= 1)).all()
         n_files = len(z["files"])
+    read = read_soft_targets(teacher_dir / "soft_targets.npz", data_fingerprint=meta["data_fingerprint"],
+                             split_sha256=meta["split_sha256"])
+    assert read.age.dtype == np.float32 and np.allclose(read.age.sum(axis=1), 1, atol=1e-5)
     assert meta["split_sha256"] == file_sha256(split)
     assert len(meta["data_fingerprint"]) >= 16
     from edge_age.data.split import read_split
@@ -130,6 +135,14 @@ def test_soft_targets_refuse_another_split_or_data(teacher_dir, faces, split, tm
     proc = run_cli("train", "--data", faces, "--split", split, "--out", tmp_path / "c", *TINY,
                    "--soft-targets", damaged)
     assert_user_error(proc, "not an edge-age soft-target file")
+    with np.load(teacher_dir / "soft_targets.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["age"] = -arrays["age"]  # not a distribution any more
+    negative = tmp_path / "negative.npz"
+    np.savez_compressed(negative, **arrays)
+    proc = run_cli("train", "--data", faces, "--split", split, "--out", tmp_path / "d", *TINY,
+                   "--soft-targets", negative)
+    assert_user_error(proc, "ages that are not distributions")
 
 
 def test_a_run_with_every_recipe_option(teacher_dir, faces, split, tmp_path):
