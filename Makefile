@@ -9,7 +9,7 @@ IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_orde
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
 .PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
-	serve-soak ablation pi-check
+	serve-soak ablation members pi-check
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -188,6 +188,36 @@ ablation: setup
 	  --split $(ABLATION_SPLIT) --out $(ABLATION_OUT)/$(r) $(ABLATION_$(r)) \
 	  $$(test -f $(ABLATION_OUT)/$(r)/config.json && echo --resume) || exit 1;)
 	$(BIN)/python -m edge_age.report.ablation $(ABLATION_OUT)
+
+# Issue 19's members, one resumable step at a time (nice'd in the background: nohup make members > runs/members.log):
+# the teacher's third network (MobileNetV2 1.0 at 128 px, seed 2), copied into teachers/ when finished; the teacher
+# of TEACHER_NETS averaged over the mirror image, its soft targets (float16) and teacher.json copied into
+# teachers/ensemble, the ensemble evaluated on the test side; then each of MEMBERS distilled from it with
+# MEMBER_RECIPE and its MEMBER_<name> options (float, then QAT) into runs/members/<name>, and converted on the split.
+# A finished step is skipped, a stopped training resumed (at most one epoch lost).
+TEACHER_NETS ?= edge_age/reference/model.keras teachers/m96-seed1/model.keras teachers/m128-seed2/model.keras
+TEACHER_FILES := model.keras config.json metrics.json history_float.csv curves.png MODEL_CARD.md device.json
+ENSEMBLE ?= runs/teacher3
+MEMBERS ?= n s m
+MEMBER_RECIPE ?= --teacher-target recentred
+MEMBER_n ?= --preset s --input-size 64 --cut block_13_expand_relu --epochs 30 --qat-epochs 3
+MEMBER_s ?= --preset s --input-size 64 --epochs 24 --qat-epochs 3
+MEMBER_m ?= --preset reference --epochs 24 --qat-epochs 3
+members: setup
+	$(BIN)/edge-age data split --out runs/split.csv
+	test -f teachers/m128-seed2/model.keras || { $(BIN)/edge-age train --preset reference --input-size 128 --seed 2 \
+	  --epochs 16 --qat-epochs 0 --split runs/split.csv --weights $(IMAGENET) --out runs/teacher/m128-seed2 \
+	  $$(test -f runs/teacher/m128-seed2/config.json && echo --resume) && mkdir -p teachers/m128-seed2 && \
+	  cp $(addprefix runs/teacher/m128-seed2/,$(TEACHER_FILES)) teachers/m128-seed2/; }
+	test -f teachers/ensemble/soft_targets.npz || { $(BIN)/edge-age teacher $(TEACHER_NETS) --split runs/split.csv \
+	  --out $(ENSEMBLE) && $(BIN)/edge-age evaluate $(ENSEMBLE)/teacher.keras --split runs/split.csv \
+	  --json $(ENSEMBLE)/test.json && mkdir -p teachers/ensemble && \
+	  cp $(ENSEMBLE)/soft_targets.npz $(ENSEMBLE)/teacher.json $(ENSEMBLE)/test.json teachers/ensemble/; }
+	$(foreach m,$(MEMBERS),test -f runs/members/$(m)/metrics.json || $(BIN)/edge-age train $(MEMBER_$(m)) \
+	  $(MEMBER_RECIPE) --soft-targets teachers/ensemble/soft_targets.npz --split runs/split.csv --weights $(IMAGENET) \
+	  --out runs/members/$(m) $$(test -f runs/members/$(m)/config.json && echo --resume) || exit 1; \
+	  test -f runs/members/$(m)/convert/convert_report.json || $(BIN)/edge-age convert runs/members/$(m)/model.keras \
+	  --split runs/split.csv --out runs/members/$(m)/convert || exit 1;)
 
 # Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
 # frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into
