@@ -95,6 +95,8 @@ def test_int16x8_has_16_bit_activations(workbench):
     d = targets(workbench)["int16x8"]["details"]
     assert d["xnnpack"]["delegated"] == 0 and d["xnnpack"]["ops"] > 0  # reference kernels run it
     assert "mae" in d and "latency_ms_p50" in d
+    correction = d["bias_correction"]  # on by default: every weighted layer of the planted model has a bias
+    assert correction["applied"] and correction["layers"] == correction["weighted_layers"] > 0, correction
 
 
 def test_the_report_is_one_self_contained_set(workbench):
