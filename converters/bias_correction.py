@@ -12,7 +12,9 @@ The flatbuffer is read and written with TensorFlow's ``tensorflow.lite.tools.fla
 """
 from __future__ import annotations
 
+import copy
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ class _Op:
     input: int
     weights: int
     bias: int
+    operator: object  # the flatbuffer's OperatorT
 
 
 def _tools():
@@ -51,7 +54,7 @@ def _weighted_ops(model) -> list[_Op]:
         kind = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
         if kind in WEIGHTED_OPS:
             inputs = [int(t) for t in op.inputs]
-            ops.append(_Op(kind, inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else -1))
+            ops.append(_Op(kind, inputs[0], inputs[1], inputs[2] if len(inputs) > 2 else -1, op))
     return ops
 
 
@@ -140,9 +143,9 @@ def correct_biases(quantized: bytes, reference: bytes | Path, inputs: Iterable[n
         q_model = flatbuffer_utils.read_model_from_bytearray(bytearray(quantized))
         r_model = flatbuffer_utils.read_model_from_bytearray(bytearray(reference))
     pairs = _pair(q_model, r_model)
-    tensors, users = q_model.subgraphs[0].tensors, {}
-    for t in tensors:
-        users[t.buffer] = users.get(t.buffer, 0) + 1
+    tensors = q_model.subgraphs[0].tensors
+    readers = Counter(int(t) for op in q_model.subgraphs[0].operators for t in op.inputs)
+    users = Counter(t.buffer for t in tensors)
     kinds = {schema.TensorType.INT32: np.dtype("<i4"), schema.TensorType.INT64: np.dtype("<i8")}
     todo = [(q, r) for q, r in pairs if q.bias >= 0 and tensors[q.weights].type == schema.TensorType.INT8
             and tensors[q.bias].type in kinds]
@@ -156,9 +159,13 @@ def correct_biases(quantized: bytes, reference: bytes | Path, inputs: Iterable[n
         values = np.clip(_array(q_model, q.bias, dtype).astype(np.int64) + np.round(step).astype(np.int64),
                          info.min, info.max).astype(dtype)
         data = np.frombuffer(values.tobytes(), np.uint8)
-        if users[bias.buffer] > 1:  # a buffer shared with another tensor: the corrected bias gets its own
+        if readers[q.bias] > 1 or users[bias.buffer] > 1:  # shared (equal biases are merged): give it its own
+            bias = copy.deepcopy(bias)
+            bias.name = bias.name + b"/bias_corrected"
             q_model.buffers.append(schema.BufferT(data=data))
             bias.buffer = len(q_model.buffers) - 1
+            tensors.append(bias)
+            q.operator.inputs[2] = len(tensors) - 1
         else:
             q_model.buffers[bias.buffer].data = data
     log.info("bias correction: %d of %d weighted layers corrected", len(todo), len(pairs))

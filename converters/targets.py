@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from converters.bias_correction import BiasCorrection
 from converters.tf_setup import tensorflow
 from firmware_host.errors import EdgeAgeError
 from firmware_host.quiet import native_quiet
@@ -23,6 +22,12 @@ class Search(Protocol):
     """What ``int8_mixed`` needs of a search (``converters.mixed.Search``): a run that returns the chosen file."""
 
     def run(self, source: Path, calibration: Callable[[], Iterable]): ...
+
+
+class Correction(Protocol):
+    """What ``int16x8`` needs of a bias correction (``converters.bias_correction.BiasCorrection``)."""
+
+    def apply(self, model: bytes, calibration: Callable[[], Iterable]) -> bytes: ...
 
 
 def _converter(source: Path):
@@ -99,7 +104,7 @@ def edgetpu(source: Path, calibration=None) -> bytes:
 
 
 def int16x8(source: Path, calibration: Callable[[], Iterable] | None = None, *,
-            bias_correction: BiasCorrection | None = None) -> bytes:
+            bias_correction: Correction | None = None) -> bytes:
     """TFLite's 16x8 mode: 16-bit activations, 8-bit weights, int16 input and output, calibrated like int8; with
     ``bias_correction`` (``converters.bias_correction``) each weighted layer's bias absorbs its weights' mean error.
 
