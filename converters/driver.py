@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converters.bias_correction import BiasCorrection
 from converters.sources import Sources
 from converters.targets import INTEGER_TARGETS, TARGETS
 from converters.workbench import Workbench
@@ -185,17 +186,20 @@ def _workbench(inputs: Inputs, sources: Sources, staging: Path, settings: dict, 
 def run_targets(names: list[str], inputs: Inputs, out: Path, *, score: Score, toolkit_version: str,
                 threshold: float = DEFAULT_THRESHOLD, debug_images: int | None = None,
                 budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
-                int16x8_faces: int = DEFAULT_INT16X8_FACES) -> tuple[list[Result], dict]:
-    """Build, check and promote every target of ``names`` into ``out``: the results and the workbench settings."""
+                int16x8_faces: int = DEFAULT_INT16X8_FACES, bias_correction: bool = True) -> tuple[list[Result], dict]:
+    """Build, check and promote every target of ``names`` into ``out``: the results and the workbench settings.
+    ``bias_correction`` corrects int16x8's biases for its weights' mean error (``converters.bias_correction``)."""
     results: list[Result] = []
     staging = atomic.staging_dir(out)
-    settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces}
+    settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces,
+                "bias_correction": bias_correction}
     try:
         bench = None
         sources = Sources(inputs.models, staging)
         if needs_workbench(names, inputs):
             bench, settings = _workbench(inputs, sources, staging, settings, debug_images)
-        run = _Run(inputs, sources, threshold, staging, out, bench, int16x8_faces, score, toolkit_version)
+        run = _Run(inputs, sources, threshold, staging, out, bench, int16x8_faces, score, toolkit_version,
+                   bias_correction)
         for name in track(names, "converting", total=len(names)):
             results.append(run.one(name, inputs.paths[TARGETS[name].source]))
     finally:
@@ -216,6 +220,16 @@ class _Run:
     int16x8_faces: int
     score: Score
     toolkit_version: str
+    bias_correction: bool
+
+    def _options(self, name: str) -> dict:
+        """What a target takes beyond its source and calibration: int8-mixed's search, int16x8's bias correction
+        (against the float reference file the workbench makes anyway)."""
+        if name == "int8-mixed":
+            return {"search": self.bench.search()}
+        if name == "int16x8" and self.bias_correction and self.bench is not None:
+            return {"bias_correction": BiasCorrection(self.bench.reference("float"))}
+        return {}
 
     def one(self, name: str, source_path: Path) -> Result:
         t = TARGETS[name]
@@ -225,10 +239,13 @@ class _Run:
             return Result(name, "skipped", reason="needs validation faces to search with: pass --data (and --split)")
         file = f"age_gender_{name}.tflite"
         path = self.staging / file
-        options = {"search": self.bench.search()} if name == "int8-mixed" else {}
+        options = self._options(name)
         path.write_bytes(t.build(self.sources[t.source], calibration=_representative(self.inputs.calibration)
                                  if t.calibrated else None, **options))
         details = {"source": t.source, "device": t.device}
+        if name == "int16x8":
+            correction = options.get("bias_correction")
+            details["bias_correction"] = correction.to_dict() if correction else {"applied": False}
         try:
             info = model_info(path, name, source_path, toolkit_version=self.toolkit_version)
             details.update(_describe(path))
@@ -237,7 +254,7 @@ class _Run:
         if self.inputs.resolution:  # the runtime crops faces at this resolution first, as the training chips were
             info.extra["chip_resolution"] = self.inputs.resolution
         info.age_decoding = self.inputs.age_decoding
-        if options:
+        if "search" in options:
             details.update(_mixed(options["search"], path, self.staging))
         if self.inputs.validation is not None:
             verdict = self._check(name, t.source, path, details)

@@ -24,6 +24,12 @@ class Search(Protocol):
     def run(self, source: Path, calibration: Callable[[], Iterable]): ...
 
 
+class Correction(Protocol):
+    """What ``int16x8`` needs of a bias correction (``converters.bias_correction.BiasCorrection``)."""
+
+    def apply(self, model: bytes, calibration: Callable[[], Iterable]) -> bytes: ...
+
+
 def _converter(source: Path):
     return tensorflow().lite.TFLiteConverter.from_saved_model(str(source))
 
@@ -97,14 +103,17 @@ def edgetpu(source: Path, calibration=None) -> bytes:
     return _full_integer(source, tensorflow().uint8)
 
 
-def int16x8(source: Path, calibration: Callable[[], Iterable] | None = None) -> bytes:
-    """TFLite's 16x8 mode: 16-bit activations, 8-bit weights, int16 input and output, calibrated like int8.
+def int16x8(source: Path, calibration: Callable[[], Iterable] | None = None, *,
+            bias_correction: Correction | None = None) -> bytes:
+    """TFLite's 16x8 mode: 16-bit activations, 8-bit weights, int16 input and output, calibrated like int8; with
+    ``bias_correction`` (``converters.bias_correction``) each weighted layer's bias absorbs its weights' mean error.
 
     XNNPACK has no 16x8 kernels: LiteRT runs it on its reference kernels (tens of times slower than int8).
     """
     if calibration is None:
         raise EdgeAgeError("the int16x8 target needs calibration images")
-    return _full_integer(source, tensorflow().int16, calibration, activations=16)
+    model = _full_integer(source, tensorflow().int16, calibration, activations=16)
+    return bias_correction.apply(model, calibration) if bias_correction else model
 
 
 def int8_mixed(source: Path, calibration: Callable[[], Iterable] | None = None, *,

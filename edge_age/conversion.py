@@ -70,11 +70,12 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
             data=None, *, split: Path | None = None, calib: int = DEFAULT_CALIB, qat: Path | None = None,
             threshold: float = DEFAULT_THRESHOLD, stratified: bool = True, debug_images: int | None = None,
             budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
-            int16x8_faces: int = DEFAULT_INT16X8_FACES) -> dict:
+            int16x8_faces: int = DEFAULT_INT16X8_FACES, bias_correction: bool = True) -> dict:
     """Build, validate and report every target; raise after reporting when a file was rejected.
 
     ``debug_images`` validation faces (default 100, or all when fewer) serve the per-layer analysis; ``budget``,
-    ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all).
+    ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all) and its
+    biases corrected for its weights' mean error unless ``bias_correction`` is off.
     """
     from edge_age.eval.evaluation import predict_keras
     from edge_age.eval.metrics import age_metrics
@@ -132,7 +133,8 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
                                                        - inputs.search.ages)))
     results, settings = run_targets(names, inputs, out, score=age_metrics, toolkit_version=__version__,
                                     threshold=threshold, debug_images=debug_images, budget=budget,
-                                    max_float=max_float, int16x8_faces=int16x8_faces)
+                                    max_float=max_float, int16x8_faces=int16x8_faces,
+                                    bias_correction=bias_correction)
     report = {"toolkit_version": __version__, "float_model": str(float_path), "qat_model": str(qat_path or ""),
               "validation": validation.source if validation else "none (no --data)",
               "calibration": calibration.source if calibration else "none (no --data)",

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from converters.tf_setup import tensorflow
 from firmware_host.infer.graph import activation_types, io_types, read_ops
 from tests.conftest import assert_user_error, run_cli
 from tests.planted import PLANTED, build, own_answers_split
@@ -95,6 +96,17 @@ def test_int16x8_has_16_bit_activations(workbench):
     d = targets(workbench)["int16x8"]["details"]
     assert d["xnnpack"]["delegated"] == 0 and d["xnnpack"]["ops"] > 0  # reference kernels run it
     assert "mae" in d and "latency_ms_p50" in d
+    # bias correction, on by default: the five convolutions have a bias (the dense heads come out without one), and
+    # the converter's one zero bias tensor shared by the stem and the depthwise layer is split, each corrected
+    correction = d["bias_correction"]
+    assert correction["applied"] and correction["layers"] == 5 and correction["weighted_layers"] == 7, correction
+    tensorflow()  # quietly, before its lite tools
+    from tensorflow.lite.tools.flatbuffer_utils import read_model_from_bytearray
+    model = read_model_from_bytearray(bytearray(path.read_bytes()))
+    biases = [int(op.inputs[2]) for op in model.subgraphs[0].operators if len(op.inputs) > 2 and op.inputs[2] >= 0]
+    assert len(biases) == len(set(biases)) == 5, biases
+    stem, depthwise = (model.buffers[model.subgraphs[0].tensors[b].buffer].data for b in biases[:2])
+    assert stem is not None and depthwise is not None and bytes(stem) != bytes(depthwise)
 
 
 def test_the_report_is_one_self_contained_set(workbench):

@@ -30,6 +30,9 @@ def convert(
     max_float: int = typer.Option(8, help="int8-mixed: at most this many layers kept in float."),
     int16x8_faces: int = typer.Option(500, help="Validate int16x8 on this many faces spread over the validation "
                                       "set (its reference kernels are slow); 0: all."),
+    bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
+                                         help="int16x8: add each weighted layer's mean int8-weight error, measured "
+                                              "on the calibration images, to its bias."),
 ) -> None:
     """Convert to TFLite (float32, float16, dynamic, int8, int8-qat, edgetpu; int16x8, int8-mixed on request),
     validate each file, report per-layer quantization error."""
@@ -48,7 +51,7 @@ def convert(
     with atomic.locked(out):  # a second convert into the same folder stops at once: files of two never mix
         report = run_convert(model, names, out, data, split=split, calib=calib, qat=qat, threshold=threshold,
                              stratified=calib_draw == "stratified", debug_images=debug_images, budget=budget,
-                             max_float=max_float, int16x8_faces=int16x8_faces)
+                             max_float=max_float, int16x8_faces=int16x8_faces, bias_correction=bias_correction)
     typer.echo(table(report))
     for row in report["targets"]:
         if row["reason"].startswith("over budget"):

@@ -74,6 +74,13 @@ def _mixed_section(r: dict) -> Section:
     return Section("int8-mixed: layers kept in float", text, ["step", "candidate", "ops in float", "MAE", "kept"], rows)
 
 
+def _bias_correction(c: dict) -> str:
+    if not c.get("applied"):
+        return "Bias correction: off (--no-bias-correction)."
+    return (f"Bias correction: {c['layers']} of {c['weighted_layers']} weighted layers had their bias corrected for "
+            "their int8 weights' mean error on the calibration images.")
+
+
 def _int16x8_section(r: dict) -> Section:
     d = r["details"]
     x = d.get("xnnpack", {})
@@ -81,7 +88,8 @@ def _int16x8_section(r: dict) -> Section:
             "so LiteRT's reference kernels run it on the CPU; neither the GPU delegate nor the Edge TPU runs 16-bit "
             f"activations. p50 {_fmt(d, 'latency_ms_p50', '.2f')} ms with 1 thread. "
             f"Validated on {d.get('validated_on', 'every validation face')}: MAE {_fmt(d, 'mae', '.3f')}, "
-            f"{_fmt(d, 'mae_delta_to_float', '+.3f')} against the float model on the same faces.")
+            f"{_fmt(d, 'mae_delta_to_float', '+.3f')} against the float model on the same faces. "
+            f"{_bias_correction(d.get('bias_correction', {}))}")
     return Section("int16x8: 16-bit activations, 8-bit weights", text)
 
 
