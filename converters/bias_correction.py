@@ -97,8 +97,8 @@ def _pair(quantized, reference) -> list[tuple[_Op, _Op]]:
 
 def input_means(reference: bytes, inputs: Iterable[np.ndarray], tensors: list[int]) -> dict[int, np.ndarray]:
     """Per-channel (last axis) mean of each of ``tensors`` in the float file over ``inputs`` (its input batches)."""
-    from converters.layer_error import _model_interpreter
-    interpreter = _model_interpreter(reference, keep_tensors=True)
+    from converters.layer_error import model_interpreter
+    interpreter = model_interpreter(reference, keep_tensors=True)
     runner = interpreter.get_signature_runner()
     (name, _), = runner.get_input_details().items()
     sums: dict[int, np.ndarray] = {}

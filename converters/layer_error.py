@@ -252,7 +252,7 @@ class Int8Debugger:
             self.base = self._debugger.get_nondebug_quantized_model()
         self._denylist: tuple[str, ...] = ()
         self._cache: dict[tuple[str, ...], list[Layer]] = {}
-        self.readers = readers(_model_interpreter(self.base))
+        self.readers = readers(model_interpreter(self.base))
 
     @staticmethod
     def _options(denylist):
@@ -282,10 +282,10 @@ class Int8Debugger:
         return self._cache[key]
 
     def _measure(self, denylist: tuple[str, ...], description: str) -> list[Layer]:
-        plain = _model_interpreter(self.quantized(denylist))
+        plain = model_interpreter(self.quantized(denylist))
         self._deny(denylist)
         with native_quiet():
-            debug = _model_interpreter(self._debugger.get_debug_quantized_model(), keep_tensors=True)
+            debug = model_interpreter(self._debugger.get_debug_quantized_model(), keep_tensors=True)
         verified = [op for op in debug._get_ops_details() if op["op_name"] == "NumericVerify"]
         producer = {int(op["outputs"][0]): op["op_name"] for op in debug._get_ops_details()}
         names, outputs, detail = _names(plain), _signature_outputs(plain), _details(plain)
@@ -302,7 +302,9 @@ class Int8Debugger:
         return rank(layers)
 
 
-def _model_interpreter(model: bytes, keep_tensors: bool = False):
+def model_interpreter(model: bytes, keep_tensors: bool = False):
+    """A LiteRT interpreter of the flatbuffer ``model``, allocated; ``keep_tensors`` keeps every intermediate tensor
+    readable (no delegate, all tensors preserved)."""
     from firmware_host.infer.interpreter import _litert
     litert = _litert()
     debug = {}
