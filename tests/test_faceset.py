@@ -37,6 +37,21 @@ def test_folder_is_read_recursively_and_cached(folder):
     assert not third.from_cache and len(third.names) == 41
 
 
+def test_a_copy_of_the_same_faces_has_the_same_fingerprint(folder, tmp_path):
+    """Soft targets made on one copy of the data serve another (CI's fresh copy, another path, other file times);
+    a changed byte of one face is other data."""
+    copy = tmp_path / "elsewhere" / "faces"
+    shutil.copytree(folder, copy)  # new modification times
+    first = sorted(copy.iterdir())[0]
+    os.utime(first, (0, 0))
+    fingerprint = load_faces(folder, use_cache=False).fingerprint
+    assert load_faces(copy, use_cache=False).fingerprint == fingerprint
+    data = bytearray(first.read_bytes())
+    data[-3] ^= 0xFF  # inside the JPEG's last scan: same size, still readable
+    first.write_bytes(bytes(data))
+    assert load_faces(copy, use_cache=False).fingerprint != fingerprint
+
+
 def test_images_are_rgb(folder):
     import cv2
     faces = load_faces(folder, size=64, use_cache=False)

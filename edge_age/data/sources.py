@@ -39,19 +39,21 @@ class Source:
         return None
 
     def fingerprint(self) -> str:
-        """A hash of the file list, sizes and modification times (or of the archive's)."""
+        """A hash of the content: each image file's name and bytes (or the archive's bytes). Copies of the same
+        data agree whatever their paths and times, so soft targets and caches made on one copy serve another."""
         h = hashlib.sha256()
         if self.kind == "folder":
             for rel in self._folder_files():
                 try:
-                    st = (self.path / rel).stat()
+                    data = (self.path / rel).read_bytes()
                 except OSError:  # a dangling link: counted as unreadable when the files are read
                     h.update(f"{rel}\tunreadable\n".encode())
                     continue
-                h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+                h.update(f"{rel}\t{len(data)}\t".encode())
+                h.update(hashlib.sha256(data).digest())
         else:
-            st = self.path.stat()
-            h.update(f"{self.path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            with open(self.path, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
         return h.hexdigest()
 
     def iter_files(self) -> Iterator[tuple[str, bytes]]:
