@@ -22,7 +22,7 @@ from edge_age.data.faceset import data_path, load_faces, native_size
 from edge_age.data.pipeline import TEACHER_TARGETS, make_dataset
 from edge_age.data.soft_targets import SoftTargets, read_soft_targets
 from edge_age.data.split import Split, read_split
-from edge_age.train.losses import age_loss_and_metric, ldl_loss
+from edge_age.train.losses import age_loss_and_metric, gender_accuracy, ldl_loss
 from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
 from edge_age.train.models import ModelSpec, build_model
 from edge_age.train.optimizers import AveragedValidation, averaged_weights, make_optimizer
@@ -155,7 +155,7 @@ def compile_model(model, config: TrainConfig, lr) -> None:
                         expectation_weight=config.expectation_weight)
     model.compile(optimizer=make_optimizer(lr, weight_decay=config.weight_decay, ema=config.ema),
                   loss={age_name: loss, gender_name: "binary_crossentropy"},
-                  weighted_metrics={age_name: [metric], gender_name: ["accuracy"]})
+                  weighted_metrics={age_name: [metric], gender_name: [gender_accuracy()]})
 
 
 def rekey(ds, output_names):

@@ -84,5 +84,17 @@ def regression_mae_years(y_true, pred):
     return tf.abs(pred[:, 0] - target_age(y_true))
 
 
+def gender_accuracy():
+    """The gender head's ``accuracy`` metric: prediction and target on the same side of 0.5. A distilled or mixed
+    target (label, teacher and mixup blended) counts as the side it leans to; Keras' binary accuracy compares it
+    with 0 or 1 exactly and reads about 0 on such targets."""
+    tf = tensorflow()
+
+    def same_side(y_true, p_female):
+        return tf.reduce_mean(tf.cast(tf.equal(y_true >= 0.5, p_female >= 0.5), tf.float32), axis=-1)
+
+    return keras().metrics.MeanMetricWrapper(same_side, name="accuracy")
+
+
 def age_loss_and_metric(head: str):
     return (kl_divergence, mae_years) if head == "ldl" else (regression_loss, regression_mae_years)
