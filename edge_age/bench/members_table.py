@@ -57,6 +57,27 @@ def _figures(scores: dict | None) -> dict | None:
     return {k: scores[k] for k in FIGURES if scores.get(k) is not None} if scores else None
 
 
+RUN_FILES = ("config.json", "metrics.json", "model.keras")
+
+
+def check_row(row: dict, bench: Path | None) -> None:
+    """Raise the one-line error for a row whose folders or file are missing, before any model is loaded."""
+    option = f"--{row['role']} {literal(row['name'])}"
+    needed = [(row["path"] / f, "a training run folder of 'edge-age train'") for f in RUN_FILES] \
+        if row["role"] != "file" else []
+    if row["converted"]:
+        needed.append((row["converted"] / "convert_report.json", "a folder of 'edge-age convert'"))
+    if row["role"] == "file" and not row["path"].is_file():
+        raise EdgeAgeError(f"{option}: {literal(row['path'])} does not exist")
+    if row["role"] == "file" and bench is None:
+        raise EdgeAgeError(f"{option} takes its figures from a bench: give --bench")
+    for path, what in needed:
+        if not path.parent.is_dir():
+            raise EdgeAgeError(f"{option}: {literal(path.parent)} is not a folder")
+        if not path.is_file():
+            raise EdgeAgeError(f"{option}: {literal(path.parent)} is not {what}: it has no {path.name}")
+
+
 def run_facts(run: Path) -> dict:
     """Architecture, input size, parameters, MACs, epochs run, train minutes and the float and QAT models' figures
     of one ``edge-age train`` run folder. A run that kept no per-epoch history counts its configured epochs
@@ -64,8 +85,6 @@ def run_facts(run: Path) -> dict:
     from edge_age.train.model_io import load_model
     what = "a training run folder of 'edge-age train'"
     config, metrics = _json(run / "config.json", what), _json(run / "metrics.json", what)
-    if not (run / "model.keras").is_file():
-        raise EdgeAgeError(f"{run} is not {what}: it has no model.keras")
     try:
         spec = ModelSpec(**config["spec"])
     except (KeyError, TypeError) as exc:
@@ -112,16 +131,10 @@ def table_row(row: dict, bench: Path | None) -> dict:
            "latency_ms_p50": {}}
     if row["role"] == "file":
         file = row["path"]
-        if not file.is_file():
-            raise EdgeAgeError(f"--file {literal(row['name'])}: {literal(file)} does not exist")
-        if bench is None:
-            raise EdgeAgeError(f"--file {literal(row['name'])} takes its figures from a bench: give --bench")
         info = read_info(file)
         out.update(file=str(file), input_size=info.input_size, evaluated_on="bench")
         out["accuracy"][info.target] = _bench_accuracy(bench, file)
     else:
-        if not row["path"].is_dir():
-            raise EdgeAgeError(f"--{row['role']} {literal(row['name'])}: {literal(row['path'])} is not a folder")
         facts = run_facts(row["path"])
         out["accuracy"].update(facts.pop("accuracy"))
         out.update(run=str(row["path"]), **facts)
@@ -140,7 +153,11 @@ def table_row(row: dict, bench: Path | None) -> dict:
 
 def bench_device(bench: Path) -> dict:
     """The bench's device, thread counts and start time, for the note under the table."""
+    if not bench.is_file():
+        raise EdgeAgeError(f"{{}} {literal(bench)} does not exist", option="--bench", parameter="bench")
     record = _json(bench, "a bench folder")
+    if not isinstance(record, dict) or record.get("schema") != "edge-age-bench":
+        raise EdgeAgeError(f"{literal(bench)} is not a bench.json of 'edge-age bench'")
     device, settings = record.get("device") or {}, record.get("settings") or {}
     return {"bench": str(bench), "device": device.get("name"), "cpu": device.get("cpu"), "cores": device.get("cores"),
             "threads": settings.get("threads") or [], "started": record.get("started"),
@@ -155,6 +172,8 @@ def members_table(rows: list[dict], *, bench: Path | None = None) -> dict:
         raise EdgeAgeError(f"each row needs its own name: {literal(', '.join(doubled))} given twice")
     if not rows:
         raise EdgeAgeError("no rows: give --teacher, --member or --file")
+    for row in rows:
+        check_row(row, bench)
     return {"split": "test", "bench": bench_device(bench) if bench else None,
             "rows": [table_row(r, bench) for r in rows]}
 
