@@ -29,6 +29,7 @@ from firmware_host.files.jsonio import write_json
 STEM = "members_table"
 KINDS = ("float", "qat", "int8-qat", "int8")  # the forms of a model, in the table's order
 FIGURES = ("mae", "cs5", "gender_accuracy")
+RUN_FILES = ("config.json", "metrics.json", "model.keras")  # what a run folder must hold
 ROLES = {"teacher": "teacher network", "member": "member", "file": "file (bench only)"}
 
 
@@ -38,7 +39,7 @@ def parse_row(text: str, role: str) -> dict:
     name, sep, paths = text.partition("=")
     form = "NAME=RUN[:CONVERTED]" if role == "member" else "NAME=TFLITE" if role == "file" else "NAME=RUN"
     if not sep or not name.strip() or not paths.strip():
-        raise EdgeAgeError(f"{option} takes {form}, not {literal(repr(text))}")
+        raise EdgeAgeError(f"{option} takes {form}, not {text!r}")
     first, _, converted = paths.partition(":") if role == "member" else (paths, "", "")
     return {"name": name.strip(), "role": role, "path": Path(first),
             "converted": Path(converted) if converted else None}
@@ -57,25 +58,22 @@ def _figures(scores: dict | None) -> dict | None:
     return {k: scores[k] for k in FIGURES if scores.get(k) is not None} if scores else None
 
 
-RUN_FILES = ("config.json", "metrics.json", "model.keras")
-
-
 def check_row(row: dict, bench: Path | None) -> None:
     """Raise the one-line error for a row whose folders or file are missing, before any model is loaded."""
-    option = f"--{row['role']} {literal(row['name'])}"
+    option = f"--{row['role']} {row['name']}"
     needed = [(row["path"] / f, "a training run folder of 'edge-age train'") for f in RUN_FILES] \
         if row["role"] != "file" else []
     if row["converted"]:
         needed.append((row["converted"] / "convert_report.json", "a folder of 'edge-age convert'"))
     if row["role"] == "file" and not row["path"].is_file():
-        raise EdgeAgeError(f"{option}: {literal(row['path'])} does not exist")
+        raise EdgeAgeError(f"{option}: {row['path']} does not exist")
     if row["role"] == "file" and bench is None:
         raise EdgeAgeError(f"{option} takes its figures from a bench: give --bench")
     for path, what in needed:
         if not path.parent.is_dir():
-            raise EdgeAgeError(f"{option}: {literal(path.parent)} is not a folder")
+            raise EdgeAgeError(f"{option}: {path.parent} is not a folder")
         if not path.is_file():
-            raise EdgeAgeError(f"{option}: {literal(path.parent)} is not {what}: it has no {path.name}")
+            raise EdgeAgeError(f"{option}: {path.parent} is not {what}: it has no {path.name}")
 
 
 def run_facts(run: Path) -> dict:
@@ -144,7 +142,7 @@ def table_row(row: dict, bench: Path | None) -> dict:
         out["accuracy"].update(converted["accuracy"])
         file = converted["files"].get("int8-qat")
         if file is None:
-            raise EdgeAgeError(f"--member {literal(row['name'])}: {literal(row['converted'])} has no int8-qat file")
+            raise EdgeAgeError(f"--member {row['name']}: {row['converted']} has no int8-qat file")
         out["file"] = str(file)
     if bench is not None and out["file"]:
         out["latency_ms_p50"] = bench_latency(bench, Path(out["file"]))["latency_ms_p50"]
@@ -157,7 +155,7 @@ def bench_device(bench: Path) -> dict:
         raise EdgeAgeError(f"{{}} {literal(bench)} does not exist", option="--bench", parameter="bench")
     record = _json(bench, "a bench folder")
     if not isinstance(record, dict) or record.get("schema") != "edge-age-bench":
-        raise EdgeAgeError(f"{literal(bench)} is not a bench.json of 'edge-age bench'")
+        raise EdgeAgeError(f"{bench} is not a bench.json of 'edge-age bench'")
     device, settings = record.get("device") or {}, record.get("settings") or {}
     return {"bench": str(bench), "device": device.get("name"), "cpu": device.get("cpu"), "cores": device.get("cores"),
             "threads": settings.get("threads") or [], "started": record.get("started"),
@@ -169,7 +167,7 @@ def members_table(rows: list[dict], *, bench: Path | None = None) -> dict:
     names = [r["name"] for r in rows]
     doubled = sorted({n for n in names if names.count(n) > 1})
     if doubled:
-        raise EdgeAgeError(f"each row needs its own name: {literal(', '.join(doubled))} given twice")
+        raise EdgeAgeError(f"each row needs its own name: {', '.join(doubled)} given twice")
     if not rows:
         raise EdgeAgeError("no rows: give --teacher, --member or --file")
     for row in rows:
