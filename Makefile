@@ -9,7 +9,7 @@ IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_orde
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
 .PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
-	serve-soak ablation members pi-check
+	serve-soak ablation members members-table pi-check
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -218,6 +218,29 @@ members: setup
 	  --out runs/members/$(m) $$(test -f runs/members/$(m)/config.json && echo --resume) || exit 1; \
 	  test -f runs/members/$(m)/convert/convert_report.json || $(BIN)/edge-age convert runs/members/$(m)/model.keras \
 	  --split runs/split.csv --out runs/members/$(m)/convert || exit 1;)
+
+# The table of issue 19's teacher networks and members for its closing note, into $(TABLE_OUT)/members_table.md and
+# .json. Each member's int8-qat file (runs/members/<name>/convert) and today's m file (at commit $(OLD_M_COMMIT),
+# which has no run folder) are copied with their sidecars into $(TABLE_OUT)/files/<name>/ (one folder each, so that
+# the bench names them apart), timed in ONE bench with 1 and 2 threads and scored on the test split; then the
+# table reads the run folders, the conversions and that bench (edge-age members-table --help).
+OLD_M_COMMIT ?= 4577d72
+TABLE_OUT ?= runs/members-table
+TABLE_TEACHERS ?= m96-seed0=edge_age/reference m96-seed1=teachers/m96-seed1 m128-seed2=teachers/m128-seed2
+TABLE_MEMBERS ?= $(MEMBERS)
+members-table: setup
+	$(BIN)/edge-age data split --out runs/split.csv
+	rm -rf $(TABLE_OUT)/files && mkdir -p $(TABLE_OUT)/files/m-$(OLD_M_COMMIT)
+	for x in tflite json; do git show $(OLD_M_COMMIT):edge_age/family/m/age_gender_int8-qat.$$x \
+	  > $(TABLE_OUT)/files/m-$(OLD_M_COMMIT)/age_gender_int8-qat.$$x || exit 1; done
+	for m in $(TABLE_MEMBERS); do mkdir -p $(TABLE_OUT)/files/$$m && \
+	  cp runs/members/$$m/convert/age_gender_int8-qat.tflite runs/members/$$m/convert/age_gender_int8-qat.json \
+	  $(TABLE_OUT)/files/$$m/ || exit 1; done
+	$(BIN)/edge-age bench $(TABLE_OUT)/files/*/age_gender_int8-qat.tflite --split runs/split.csv --threads 1,2 --out $(TABLE_OUT)/bench
+	$(BIN)/edge-age members-table $(addprefix --teacher ,$(TABLE_TEACHERS)) \
+	  $(foreach m,$(TABLE_MEMBERS),--member $(m)=runs/members/$(m):runs/members/$(m)/convert) \
+	  --file m-$(OLD_M_COMMIT)=$(TABLE_OUT)/files/m-$(OLD_M_COMMIT)/age_gender_int8-qat.tflite \
+	  --bench $(TABLE_OUT)/bench/bench.json --out $(TABLE_OUT)
 
 # Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
 # frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into

@@ -41,6 +41,7 @@ app.command()(bench.bench)
 app.command()(train.models)
 app.command(hidden=True)(train.bundle)
 app.command()(bench.report)
+app.command("members-table")(bench.members_table)
 
 
 def main() -> None:

@@ -95,3 +95,26 @@ def report(
 
     typer.echo(merge_benches(benches, out))
     typer.echo(f"wrote {out}/report.html and report.md")
+
+
+def members_table(
+    teacher: list[str] = typer.Option([], metavar="NAME=RUN",
+                                      help="A teacher network: NAME=RUN (its 'edge-age train' folder); repeat."),
+    member: list[str] = typer.Option([], metavar="NAME=RUN[:CONVERTED]",
+                                     help="A member: NAME=RUN[:CONVERTED] (its 'edge-age train' folder and its "
+                                          "'edge-age convert --split' folder); repeat."),
+    file: list[str] = typer.Option([], metavar="NAME=TFLITE", help="A model file with no run folder, its row from "
+                                                                   "the bench alone; repeat."),
+    bench_json: Path | None = typer.Option(None, "--bench", help="The bench.json of one 'edge-age bench' run over "
+                                                                  "every member's int8-qat file and each --file."),
+    out: Path = typer.Option(Path("runs/members-table"), "--out", "-o",
+                             help="Folder for members_table.md and members_table.json."),
+) -> None:
+    """The table of teacher networks and members: architecture, input, params, MACs, epochs, train minutes, test
+    figures of the float, QAT, int8-qat and int8 models, and the int8-qat file's CPU p50 per thread count."""
+    from edge_age.bench.members_table import parse_row, write_members_table
+
+    rows = [parse_row(text, role) for role, texts in (("teacher", teacher), ("member", member), ("file", file))
+            for text in texts]
+    typer.echo(write_members_table(rows, out, bench=bench_json).read_text(encoding="utf-8"))
+    typer.echo(f"wrote {out}/members_table.md and members_table.json")
