@@ -279,3 +279,20 @@ def test_interrupted_bench_keeps_what_it_measured(converted, tmp_path):
     assert bench["status"] == "interrupted" and 1 <= len(bench["latency"]) < 6 and bench["finished"]
     assert "INTERRUPTED" in (out / "bench.md").read_text() and (out / "bench.html").is_file()
     assert not [p for p in os.listdir(out) if p.startswith(".") and p != ".bench.files"]
+
+
+def test_files_of_one_name_in_several_folders_get_names_that_tell_them_apart(tmp_path):
+    """runs/members/{n,s}/convert/age_gender_int8-qat.tflite: the names take as many parent folders as differ."""
+    from edge_age.bench.run import find_models
+    from edge_age.members import member
+    files = []
+    for name in ("n", "s"):
+        folder = tmp_path / "members" / name / "convert"
+        folder.mkdir(parents=True)
+        for suffix in (".tflite", ".json"):
+            shutil.copy(member(name).tflite().with_suffix(suffix), folder / f"age_gender_int8-qat{suffix}")
+        files.append(folder / "age_gender_int8-qat.tflite")
+    shutil.copy(member("m").tflite(), tmp_path / "other.tflite")
+    shutil.copy(member("m").tflite().with_suffix(".json"), tmp_path / "other.json")
+    names = [m.name for m in find_models([*files, tmp_path / "other.tflite"])]
+    assert names == ["n/convert/age_gender_int8-qat", "s/convert/age_gender_int8-qat", "other"]

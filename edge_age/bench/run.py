@@ -95,8 +95,12 @@ def find_models(paths: list[Path]) -> list[BenchModel]:
         else:
             files.append(path)
     models = [_model(p) for p in dict.fromkeys(p.resolve() for p in files)]
-    stems = [m.name for m in models]
-    return [replace(m, name=f"{m.path.parent.name}/{m.name}") if stems.count(m.name) > 1 else m for m in models]
+    names, depth = [m.name for m in models], 0
+    while len(set(names)) < len(names):  # clashing names take as many parent folders as tell them apart
+        depth += 1
+        clash = {n for n in names if names.count(n) > 1}
+        names = ["/".join((*m.path.parent.parts[-depth:], m.name)) if n in clash else n for m, n in zip(models, names)]
+    return [replace(m, name=n) for m, n in zip(models, names)]
 
 
 @dataclass
