@@ -192,12 +192,14 @@ ablation: setup
 # Issue 19's members, one resumable step at a time (nice'd in the background: nohup make members > runs/members.log):
 # the teacher's third network (MobileNetV2 1.0 at 128 px, seed 2), copied into teachers/ when finished; the teacher
 # of TEACHER_NETS averaged over the mirror image, its soft targets (float16) and teacher.json copied into
-# teachers/ensemble, the ensemble evaluated on the test side; then each of MEMBERS distilled from it with
+# teachers/ensemble, the ensemble and each network alone (averaged over the mirror image, in runs/teacher-alone)
+# evaluated on the validation and test sides; then each of MEMBERS distilled from it with
 # MEMBER_RECIPE and its MEMBER_<name> options (float, then QAT) into runs/members/<name>, and converted on the split.
 # A finished step is skipped, a stopped training resumed (at most one epoch lost).
 TEACHER_NETS ?= edge_age/reference/model.keras teachers/m96-seed1/model.keras teachers/m128-seed2/model.keras
 TEACHER_FILES := model.keras config.json metrics.json history_float.csv curves.png MODEL_CARD.md device.json
 ENSEMBLE ?= runs/teacher3
+net = $(notdir $(patsubst %/model.keras,%,$(1)))
 MEMBERS ?= n s m
 MEMBER_RECIPE ?= --teacher-target recentred
 MEMBER_n ?= --preset s --input-size 64 --cut block_13_expand_relu --epochs 30 --qat-epochs 3
@@ -209,10 +211,15 @@ members: setup
 	  --epochs 16 --qat-epochs 0 --split runs/split.csv --weights $(IMAGENET) --out runs/teacher/m128-seed2 \
 	  $$(test -f runs/teacher/m128-seed2/config.json && echo --resume) && mkdir -p teachers/m128-seed2 && \
 	  cp $(addprefix runs/teacher/m128-seed2/,$(TEACHER_FILES)) teachers/m128-seed2/; }
+	$(foreach t,$(TEACHER_NETS),test -f runs/teacher-alone/$(call net,$(t))/test.json || { $(BIN)/edge-age teacher $(t) \
+	  --split runs/split.csv --out runs/teacher-alone/$(call net,$(t)) && for side in val test; do $(BIN)/edge-age \
+	  evaluate runs/teacher-alone/$(call net,$(t))/teacher.keras --split runs/split.csv --subset $$side \
+	  --json runs/teacher-alone/$(call net,$(t))/$$side.json || exit 1; done; } || exit 1;)
 	test -f teachers/ensemble/soft_targets.npz || { $(BIN)/edge-age teacher $(TEACHER_NETS) --split runs/split.csv \
-	  --out $(ENSEMBLE) && $(BIN)/edge-age evaluate $(ENSEMBLE)/teacher.keras --split runs/split.csv \
-	  --json $(ENSEMBLE)/test.json && mkdir -p teachers/ensemble && \
-	  cp $(ENSEMBLE)/soft_targets.npz $(ENSEMBLE)/teacher.json $(ENSEMBLE)/test.json teachers/ensemble/; }
+	  --out $(ENSEMBLE) && for side in val test; do $(BIN)/edge-age evaluate $(ENSEMBLE)/teacher.keras \
+	  --split runs/split.csv --subset $$side --json $(ENSEMBLE)/$$side.json || exit 1; done && mkdir -p teachers/ensemble \
+	  && cp $(ENSEMBLE)/soft_targets.npz $(ENSEMBLE)/teacher.json $(ENSEMBLE)/val.json $(ENSEMBLE)/test.json \
+	  teachers/ensemble/; }
 	$(foreach m,$(MEMBERS),test -f runs/members/$(m)/metrics.json || $(BIN)/edge-age train $(MEMBER_$(m)) \
 	  $(MEMBER_RECIPE) --soft-targets teachers/ensemble/soft_targets.npz --split runs/split.csv --weights $(IMAGENET) \
 	  --out runs/members/$(m) $$(test -f runs/members/$(m)/config.json && echo --resume) || exit 1; \
