@@ -190,7 +190,7 @@ ablation: setup
 	$(BIN)/python -m edge_age.report.ablation $(ABLATION_OUT)
 
 # Issue 19's members, one resumable step at a time (nice'd in the background: nohup make members > runs/members.log):
-# the teacher's third network (MobileNetV2 1.0 at 128 px, seed 2), copied into teachers/ when finished; the teacher
+# the teacher's third network (MobileNetV2 1.0 at 128 px, seed 2, 12 epochs: the cosine schedule converges at its end), copied into teachers/ when finished; the teacher
 # of TEACHER_NETS averaged over the mirror image, its soft targets (float16) and teacher.json copied into
 # teachers/ensemble, the ensemble and each network alone (averaged over the mirror image, in runs/teacher-alone)
 # evaluated on the validation and test sides; then each of MEMBERS distilled from it with
@@ -208,7 +208,7 @@ MEMBER_m ?= --preset reference --epochs 24 --qat-epochs 3
 members: setup
 	$(BIN)/edge-age data split --out runs/split.csv
 	test -f teachers/m128-seed2/model.keras || { $(BIN)/edge-age train --preset reference --input-size 128 --seed 2 \
-	  --epochs 16 --qat-epochs 0 --split runs/split.csv --weights $(IMAGENET) --out runs/teacher/m128-seed2 \
+	  --epochs 12 --qat-epochs 0 --split runs/split.csv --weights $(IMAGENET) --out runs/teacher/m128-seed2 \
 	  $$(test -f runs/teacher/m128-seed2/config.json && echo --resume) && mkdir -p teachers/m128-seed2 && \
 	  cp $(addprefix runs/teacher/m128-seed2/,$(TEACHER_FILES)) teachers/m128-seed2/; }
 	$(foreach t,$(TEACHER_NETS),test -f runs/teacher-alone/$(call net,$(t))/test.json || { $(BIN)/edge-age teacher $(t) \
