@@ -15,7 +15,6 @@ and ``members_table.json`` into FOLDER as one set.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from edge_age.report.page import md_table
@@ -24,7 +23,7 @@ from edge_age.train.bundle import bench_latency, macs
 from edge_age.train.models import ModelSpec
 from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files import atomic
-from firmware_host.files.jsonio import write_json
+from firmware_host.files.jsonio import read_json, write_json
 
 STEM = "members_table"
 KINDS = ("float", "qat", "int8-qat", "int8")  # the forms of a model, in the table's order
@@ -43,15 +42,6 @@ def parse_row(text: str, role: str) -> dict:
     first, _, converted = paths.partition(":") if role == "member" else (paths, "", "")
     return {"name": name.strip(), "role": role, "path": Path(first),
             "converted": Path(converted) if converted else None}
-
-
-def _json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EdgeAgeError(f"{path.parent} is not {what}: it has no {path.name}") from None
-    except (OSError, ValueError) as exc:
-        raise EdgeAgeError(f"{path} cannot be read: {exc}") from None
 
 
 def _figures(scores: dict | None) -> dict | None:
@@ -81,8 +71,8 @@ def run_facts(run: Path) -> dict:
     of one ``edge-age train`` run folder. A run that kept no per-epoch history counts its configured epochs
     (``epochs_from``: ``config``)."""
     from edge_age.train.model_io import load_model
-    what = "a training run folder of 'edge-age train'"
-    config, metrics = _json(run / "config.json", what), _json(run / "metrics.json", what)
+    config = read_json(run / "config.json", "training config")
+    metrics = read_json(run / "metrics.json", "training metrics")
     try:
         spec = ModelSpec(**config["spec"])
     except (KeyError, TypeError) as exc:
@@ -101,7 +91,7 @@ def run_facts(run: Path) -> dict:
 
 def converted_facts(converted: Path) -> dict:
     """The int8-qat and int8 files of one ``edge-age convert`` folder: their figures and paths (ok targets only)."""
-    report = _json(converted / "convert_report.json", "a folder of 'edge-age convert'")
+    report = read_json(converted / "convert_report.json", "the conversion report")
     try:
         targets = {t["target"]: t for t in report["targets"] if t["status"] == "ok"}
     except (KeyError, TypeError) as exc:
@@ -116,7 +106,7 @@ def _bench_accuracy(bench: Path, file: Path) -> dict | None:
     """The CPU accuracy the bench measured for ``file`` (matched by SHA-256), if it scored faces."""
     from firmware_host.files.paths import file_sha256
     digest = file_sha256(file)
-    record = _json(bench, "a bench folder")
+    record = read_json(bench, "the bench record")
     return next((_figures(m["accuracy"].get("cpu")) for m in record["models"] if m.get("sha256") == digest), None)
 
 
@@ -153,7 +143,7 @@ def bench_device(bench: Path) -> dict:
     """The bench's device, thread counts and start time, for the note under the table."""
     if not bench.is_file():
         raise EdgeAgeError(f"{{}} {literal(bench)} does not exist", option="--bench", parameter="bench")
-    record = _json(bench, "a bench folder")
+    record = read_json(bench, "the bench record")
     if not isinstance(record, dict) or record.get("schema") != "edge-age-bench":
         raise EdgeAgeError(f"{bench} is not a bench.json of 'edge-age bench'")
     device, settings = record.get("device") or {}, record.get("settings") or {}
