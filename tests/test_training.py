@@ -134,6 +134,24 @@ def test_a_run_killed_before_its_first_epoch_ends_resumes_from_its_pretrained_we
     assert np.corrcoef(pretrained, trained)[0, 1] > 0.9
 
 
+def test_a_run_starts_every_layer_from_a_trained_model(tiny_run, faces, split, tmp_path):
+    """--weights MODEL.keras: every layer (heads too) starts from a trained model, here at another input size; the
+    model card says so; a model of another width is refused in one line."""
+    from edge_age.train.model_io import load_model
+    run = tmp_path / "run"
+    done = run_cli("train", "--data", faces, "--split", split, "--out", run, *TINY, "--input-size", "48",
+                   "--weights", tiny_run / "model.keras", "--epochs", "1", "--qat-epochs", "0", "--lr", "1e-9")
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained, started = load_model(tiny_run / "model.keras"), load_model(run / "model.keras")
+    assert started.input_shape[1] == 48 and trained.input_shape[1] == 32
+    for layer in ("Conv1", "block_5_project", "age", "gender"):
+        before, after = trained.get_layer(layer).get_weights()[0], started.get_layer(layer).get_weights()[0]
+        np.testing.assert_allclose(after, before, atol=1e-5, err_msg=layer)
+    assert "| start | the trained model `model.keras` |" in (run / "MODEL_CARD.md").read_text()
+    assert_user_error(run_cli("train", "--data", faces, "--split", split, "--out", tmp_path / "wide", *TINY,
+                              "--alpha", "0.5", "--weights", tiny_run / "model.keras"), "model.keras does not fit")
+
+
 def test_mirrored_strategy_on_two_cpus(faces, split, tmp_path):
     proc = run_cli("train", "--data", faces, "--split", split, "--out", tmp_path / "m", *TINY,
                    "--qat-epochs", "0", "--strategy", "mirrored")

@@ -27,7 +27,9 @@ def train(
     batch: int | None = typer.Option(None),
     lr: float | None = typer.Option(None, help="Peak learning rate (cosine schedule with warm-up)."),
     sigma: float | None = typer.Option(None, help="Spread of the Gaussian age targets, in years."),
-    weights: Path | None = typer.Option(None, help="ImageNet no-top .h5 for the backbone; none = from scratch."),
+    weights: Path | None = typer.Option(None, help="ImageNet no-top .h5 for the backbone, or a trained model "
+                                                   "(.keras) of the same architecture to start from; none = from "
+                                                   "scratch."),
     augment: float | None = typer.Option(None, help="Augmentation strength (0 = none)."),
     qat_epochs: int | None = typer.Option(None, help="Quantization-aware fine-tuning epochs after float training."),
     qat_lr: float | None = typer.Option(None, help="Peak learning rate of the QAT fine-tuning."),

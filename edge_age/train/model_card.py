@@ -53,7 +53,10 @@ def recipe_table(config) -> str:
     optimizer = f"AdamW, weight decay {config.weight_decay}" if config.weight_decay else "Adam"
     averaging = f"moving average of the weights (decay {config.ema}) validated and saved" if config.ema else "none"
     mixup = f"Beta({config.mixup}, {config.mixup})" if config.mixup else "none"
-    rows = [["age loss", loss], ["optimizer", optimizer], ["weight averaging", averaging], ["mixup", mixup]]
+    start = (f"the trained model `{Path(config.weights).name}`" if str(config.weights).endswith(".keras")
+             else f"ImageNet backbone `{Path(config.weights).name}`" if config.weights else "random weights")
+    rows = [["start", start], ["age loss", loss], ["optimizer", optimizer], ["weight averaging", averaging],
+            ["mixup", mixup]]
     return md_table(["recipe", "value"], rows)
 
 
