@@ -159,8 +159,10 @@ quant-figures: setup
 
 # The ablation of the training recipe (issue 19): short runs of MobileNetV2 1.0 from ImageNet at ABLATION_SIZE px,
 # QAT off, each into $(ABLATION_OUT)/NAME: the control with seeds 0 and 1 (its spread is the noise), then each recipe
-# option alone on seed 0. A finished run (metrics.json) is skipped, an unfinished one resumed. Then the table of
-# validation figures, epochs and time: $(ABLATION_OUT)/ablation.md and ablation.json. About 9 x 8 x 3 min at 64 px
+# option alone on seed 0; finetune and finetune-distil start from the control's trained model (3 more epochs at a
+# third of its learning rate with label sigma 1, without and with the teacher). A finished run (metrics.json) is
+# skipped, an unfinished one resumed. Then the table of validation figures, epochs and time:
+# $(ABLATION_OUT)/ablation.md and ablation.json. About 9 x 8 x 3 min at 64 px
 # here; run it nice'd in the background. A quick trial on a small face folder: make ablation ABLATION_EPOCHS=1
 #   ABLATION_SIZE=32 EDGE_AGE_DATA=/tmp/faces ABLATION_SPLIT=/tmp/abl/split.csv ABLATION_TEACHER=/tmp/abl/teacher
 #   ABLATION_OUT=/tmp/abl/runs
@@ -169,7 +171,8 @@ ABLATION_SIZE ?= 64
 ABLATION_OUT ?= runs/ablation
 ABLATION_SPLIT ?= runs/split.csv
 ABLATION_TEACHER ?= runs/teacher
-ABLATION_RUNS ?= control control-seed1 expectation adamw-ema mixup sigma1 sigma3 distil-plain distil-recentred
+ABLATION_RUNS ?= control control-seed1 expectation adamw-ema mixup sigma1 sigma3 distil-plain distil-recentred \
+	finetune finetune-distil
 ABLATION_control :=
 ABLATION_control-seed1 := --seed 1
 ABLATION_expectation := --expectation-weight 1
@@ -179,6 +182,8 @@ ABLATION_sigma1 := --sigma 1
 ABLATION_sigma3 := --sigma 3
 ABLATION_distil-plain := --soft-targets $(ABLATION_TEACHER)/soft_targets.npz --teacher-weight 0.5
 ABLATION_distil-recentred := $(ABLATION_distil-plain) --teacher-target recentred
+ABLATION_finetune := --weights $(ABLATION_OUT)/control/model.keras --epochs 3 --lr 3e-4 --sigma 1
+ABLATION_finetune-distil := $(ABLATION_finetune) $(ABLATION_distil-plain)
 ablation: setup
 	$(BIN)/edge-age data split --out $(ABLATION_SPLIT)
 	test -f $(ABLATION_TEACHER)/soft_targets.npz || $(BIN)/edge-age teacher edge_age/reference/model.keras \
