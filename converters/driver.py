@@ -18,7 +18,7 @@ import numpy as np
 
 from converters.bias_correction import BiasCorrection
 from converters.sources import Sources
-from converters.targets import INTEGER_TARGETS, TARGETS
+from converters.targets import CORRECTED_TARGETS, INTEGER_TARGETS, TARGETS
 from converters.workbench import Workbench
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
@@ -188,7 +188,8 @@ def run_targets(names: list[str], inputs: Inputs, out: Path, *, score: Score, to
                 budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
                 int16x8_faces: int = DEFAULT_INT16X8_FACES, bias_correction: bool = True) -> tuple[list[Result], dict]:
     """Build, check and promote every target of ``names`` into ``out``: the results and the workbench settings.
-    ``bias_correction`` corrects int16x8's biases for its weights' mean error (``converters.bias_correction``)."""
+    ``bias_correction`` corrects int8's and int16x8's biases for their weights' mean error
+    (``converters.bias_correction``)."""
     results: list[Result] = []
     staging = atomic.staging_dir(out)
     settings = {"debug_images": 0, "budget_years": budget, "max_float": max_float, "int16x8_faces": int16x8_faces,
@@ -223,11 +224,11 @@ class _Run:
     bias_correction: bool
 
     def _options(self, name: str) -> dict:
-        """What a target takes beyond its source and calibration: int8-mixed's search, int16x8's bias correction
-        (against the float reference file the workbench makes anyway)."""
+        """What a target takes beyond its source and calibration: int8-mixed's search, int8's and int16x8's bias
+        correction (against the float reference file the workbench makes anyway)."""
         if name == "int8-mixed":
             return {"search": self.bench.search()}
-        if name == "int16x8" and self.bias_correction and self.bench is not None:
+        if name in CORRECTED_TARGETS and self.bias_correction and self.bench is not None:
             return {"bias_correction": BiasCorrection(self.bench.reference("float"))}
         return {}
 
@@ -243,7 +244,7 @@ class _Run:
         path.write_bytes(t.build(self.sources[t.source], calibration=_representative(self.inputs.calibration)
                                  if t.calibrated else None, **options))
         details = {"source": t.source, "device": t.device}
-        if name == "int16x8":
+        if name in CORRECTED_TARGETS:
             correction = options.get("bias_correction")
             details["bias_correction"] = correction.to_dict() if correction else {"applied": False}
         try:
@@ -259,7 +260,8 @@ class _Run:
         if self.inputs.validation is not None:
             verdict = self._check(name, t.source, path, details)
             if self.bench is not None and name in INTEGER_TARGETS:
-                details.update(self.bench.analyse(name, t.source, path, details.get("kept_float_tensors")))
+                details.update(self.bench.analyse(name, t.source, path, details.get("kept_float_tensors"),
+                                                  corrected=details.get("bias_correction", {}).get("applied", False)))
             if verdict:
                 return Result(name, "rejected", file, verdict, details)
         write_info(path, info)

@@ -25,7 +25,7 @@ class Search(Protocol):
 
 
 class Correction(Protocol):
-    """What ``int16x8`` needs of a bias correction (``converters.bias_correction.BiasCorrection``)."""
+    """What ``int8`` and ``int16x8`` need of a bias correction (``converters.bias_correction.BiasCorrection``)."""
 
     def apply(self, model: bytes, calibration: Callable[[], Iterable]) -> bytes: ...
 
@@ -86,11 +86,17 @@ def _full_integer(source: Path, io_type, calibration=None, activations: int = 8)
     return _convert(conv)
 
 
-def int8(source: Path, calibration: Callable[[], Iterable] | None = None) -> bytes:
-    """Full-integer post-training quantization of the float model, int8 input and output (CPU/XNNPACK)."""
+def _corrected(model: bytes, calibration, bias_correction: Correction | None) -> bytes:
+    return bias_correction.apply(model, calibration) if bias_correction else model
+
+
+def int8(source: Path, calibration: Callable[[], Iterable] | None = None, *,
+         bias_correction: Correction | None = None) -> bytes:
+    """Full-integer post-training quantization of the float model, int8 input and output (CPU/XNNPACK); with
+    ``bias_correction`` (``converters.bias_correction``) each weighted layer's bias absorbs its weights' mean error."""
     if calibration is None:
         raise EdgeAgeError("the int8 target needs calibration images")
-    return _full_integer(source, tensorflow().int8, calibration)
+    return _corrected(_full_integer(source, tensorflow().int8, calibration), calibration, bias_correction)
 
 
 def int8_qat(source: Path, calibration=None) -> bytes:
@@ -112,8 +118,8 @@ def int16x8(source: Path, calibration: Callable[[], Iterable] | None = None, *,
     """
     if calibration is None:
         raise EdgeAgeError("the int16x8 target needs calibration images")
-    model = _full_integer(source, tensorflow().int16, calibration, activations=16)
-    return bias_correction.apply(model, calibration) if bias_correction else model
+    return _corrected(_full_integer(source, tensorflow().int16, calibration, activations=16), calibration,
+                      bias_correction)
 
 
 def int8_mixed(source: Path, calibration: Callable[[], Iterable] | None = None, *,
@@ -152,6 +158,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
 )}
 DEFAULT_TARGETS = ("float32", "float16", "dynamic", "int8", "int8-qat", "edgetpu")  # the two slow ones on request
 INTEGER_TARGETS = frozenset({"int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"})  # get the per-layer analysis
+CORRECTED_TARGETS = frozenset({"int8", "int16x8"})  # PTQ files that take a bias correction (--no-bias-correction)
 
 
 def target(name: str) -> Target:

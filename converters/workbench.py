@@ -62,10 +62,13 @@ class Workbench:
         path.write_bytes(model)
         return float(np.mean(np.abs(predict_tflite(path, self.search_images)[0] - self.search_ages)))
 
-    def analyse(self, name: str, source: str, path: Path, kept_float: list[str] | None = None) -> dict:
-        """Per-layer error of the file ``path`` of target ``name`` and its agreement with the float reference."""
+    def analyse(self, name: str, source: str, path: Path, kept_float: list[str] | None = None, *,
+                corrected: bool = False) -> dict:
+        """Per-layer error of the file ``path`` of target ``name`` and its agreement with the float reference. The
+        debugger's method describes int8-mixed and an uncorrected int8 file (the files it rebuilds); a
+        bias-corrected file is not one of them, so it is compared op by op with the float reference file."""
         from firmware_host.infer.predictor import predict_tflite
-        if name in ("int8", "int8-mixed"):
+        if name == "int8-mixed" or name == "int8" and not corrected:
             method = DEBUGGER
             layers = self.debugger().layers(kept_float or (), description=f"{name} per-layer error")
         else:

@@ -50,7 +50,8 @@ def check_layers(folder, expected: set[str]) -> None:
         if name not in ("int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"):
             assert "layers" not in d, name
             continue
-        assert d["layer_method"] == ("debugger" if name in ("int8", "int8-mixed") else "interpreter"), name
+        rebuilt = name == "int8-mixed" or name == "int8" and not d["bias_correction"]["applied"]  # the debugger's files
+        assert d["layer_method"] == ("debugger" if rebuilt else "interpreter"), name
         assert d["layers"] and all(LAYER_KEYS <= set(layer) for layer in d["layers"]), name
         assert [layer["index"] for layer in d["layers"]] == sorted(layer["index"] for layer in d["layers"])
         assert sorted(layer["rank"] for layer in d["layers"]) == list(range(1, len(d["layers"]) + 1))
@@ -107,6 +108,20 @@ def test_int16x8_has_16_bit_activations(workbench):
     assert len(biases) == len(set(biases)) == 5, biases
     stem, depthwise = (model.buffers[model.subgraphs[0].tensors[b].buffer].data for b in biases[:2])
     assert stem is not None and depthwise is not None and bytes(stem) != bytes(depthwise)
+
+
+def test_int8_is_bias_corrected_unless_told_not_to(workbench, planted, faces, tmp_path):
+    """Corrected (the default), int8 is compared op by op with the float file, as the file it ships; with
+    --no-bias-correction it is the debugger's own int8 recipe and measured by the debugger."""
+    corrected = targets(workbench)["int8"]["details"]
+    assert corrected["bias_correction"] == {"applied": True, "layers": 5, "weighted_layers": 7}
+    assert corrected["layer_method"] == "interpreter"
+    proc = convert_planted(planted, faces, tmp_path, "--targets", "int8", "--no-bias-correction")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plain = targets(tmp_path)["int8"]["details"]
+    assert plain["bias_correction"] == {"applied": False} and plain["layer_method"] == "debugger"
+    assert "Bias correction: off (--no-bias-correction)." in (tmp_path / "convert_report.md").read_text()
+    assert "Bias correction: 5 of 7 weighted layers" in (workbench / "convert_report.md").read_text()
 
 
 def test_the_report_is_one_self_contained_set(workbench):

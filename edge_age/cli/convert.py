@@ -31,8 +31,8 @@ def convert(
     int16x8_faces: int = typer.Option(500, help="Validate int16x8 on this many faces spread over the validation "
                                       "set (its reference kernels are slow); 0: all."),
     bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
-                                         help="int16x8: add each weighted layer's mean int8-weight error, measured "
-                                              "on the calibration images, to its bias."),
+                                         help="int8 and int16x8: add each weighted layer's mean int8-weight error, "
+                                              "measured on the calibration images, to its bias."),
 ) -> None:
     """Convert to TFLite (float32, float16, dynamic, int8, int8-qat, edgetpu; int16x8, int8-mixed on request),
     validate each file, report per-layer quantization error."""

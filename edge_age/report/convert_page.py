@@ -142,9 +142,12 @@ def sections(report: dict, out: Path) -> list[Section]:
         for r in analysed:
             d = r["details"]
             header, rows = _layer_rows(d)
+            correction = f" {_bias_correction(d['bias_correction'])}" if r["target"] == "int8" and \
+                "bias_correction" in d else ""
             s.append(Section(f"Per-layer error: {r['target']} (the worst {min(WORST, len(d['layers']))} of "
                              f"{len(d['layers'])} layers)",
-                             f"Method: {d['layer_method_text']}. Reference: {d['layer_reference']}.", header, rows))
+                             f"Method: {d['layer_method_text']}. Reference: {d['layer_reference']}.{correction}",
+                             header, rows))
     for r in report["targets"]:
         if r["target"] == "int8-mixed" and "steps" in r["details"]:
             s.append(_mixed_section(r))
