@@ -113,14 +113,14 @@ def _validate(path: Path, faces: Samples, reference: tuple[np.ndarray, np.ndarra
     return m
 
 
-def _describe(path: Path) -> dict:
+def _describe(path: Path, decoding: AgeDecoding) -> dict:
     from firmware_host.infer.graph import activation_types, integer_only, op_counts, read_ops
     from firmware_host.infer.interpreter import coverage, make_interpreter
     from firmware_host.pipeline.latency import measure
     ops = read_ops(path)
     interpreter = make_interpreter(path, threads=1)
     taken = coverage(interpreter)
-    times = measure(interpreter, runs=100)
+    times = measure(interpreter, runs=100, invokes=decoding.runs_per_face)
     return {"size_kb": round(path.stat().st_size / 1024, 1), "ops": op_counts(ops), "integer_only": integer_only(ops),
             "activations": activation_types(ops), "xnnpack": taken.to_dict(),
             "latency_ms_p50": float(np.median(times) * 1000)}
@@ -249,7 +249,7 @@ class _Run:
             details["bias_correction"] = correction.to_dict() if correction else {"applied": False}
         try:
             info = model_info(path, name, source_path, toolkit_version=self.toolkit_version)
-            details.update(_describe(path))
+            details.update(_describe(path, AgeDecoding.from_dict(self.inputs.age_decoding)))
         except EdgeAgeError as exc:
             return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc.for_cli()}", details)
         if self.inputs.resolution:  # the runtime crops faces at this resolution first, as the training chips were

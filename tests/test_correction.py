@@ -14,12 +14,15 @@ from edge_age.train.bundle import bundle_member
 from edge_age.train.model_io import write_age_decoding
 from firmware_host.errors import EdgeAgeError
 from firmware_host.infer.contract import ages_from_output
+from firmware_host.infer.interpreter import invoke
 from firmware_host.infer.model_info import read_info
+from firmware_host.infer.postprocess import AgeDecoding
 from firmware_host.infer.predictor import AgeGenderModel
 from tests.conftest import assert_user_error, run_cli
 
 # far from the identity, so that a path that forgets it is caught
 DECODING = {"method": "median", "correction": {"x": [10.0, 30.0, 50.0], "y": [5.0, 38.0, 70.0]}}
+MIRRORED = {**DECODING, "mirror": True}
 
 
 @pytest.fixture
@@ -76,6 +79,41 @@ def test_tf_and_tflite_paths_give_the_same_corrected_ages(run_copy, faces, split
     assert report["keras"]["float"]["mae"] == pytest.approx(keras_result["mae"], abs=1e-3)
 
 
+def test_mirror_averaging_travels_with_the_model(faces, split, tmp_path):
+    """A decoding with mirror, on the reference model (the tiny run gives every face about one age): the TensorFlow
+    evaluation, the converter's validation and the TF-free runtime each average the outputs of every face and of
+    its mirror image, and give the same ages, not the plain ones."""
+    from edge_age.train.models import reference_model
+    model = tmp_path / "reference" / "model.keras"
+    model.parent.mkdir()
+    for name in ("model.keras", "device.json"):
+        shutil.copy2(reference_model().with_name(name), model.parent)
+    write_age_decoding(model, MIRRORED)
+    out = tmp_path / "convert"
+    proc = run_cli("convert", model, "--targets", "float32", "--data", faces, "--split", split, "--out", out,
+                   "--threshold", "100")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tflite = out / "age_gender_float32.tflite"
+    assert json.loads(tflite.with_suffix(".json").read_text())["age_decoding"] == MIRRORED
+
+    keras_result, (keras_ages, _, labelled) = evaluate_file(model, faces, split, "test")
+    tflite_result, (tflite_ages, _, _) = evaluate_file(tflite, faces, split, "test")
+    device = AgeGenderModel(tflite)
+    device_ages = np.array([p.age for p in device.predict(labelled.images)])
+    assert keras_result["age_decoding"] == tflite_result["age_decoding"] == \
+        "median, corrected (3 knots), mirror-averaged"
+    assert np.max(np.abs(keras_ages - device_ages)) < 0.05 and np.max(np.abs(tflite_ages - device_ages)) < 1e-6
+    age = device.info.outputs["age"].name
+    plain = invoke(device.interpreter, labelled.images)[age]
+    mirrored = invoke(device.interpreter, np.ascontiguousarray(labelled.images[:, :, ::-1]))[age]
+    by_hand = ages_from_output((plain + mirrored) / 2, AgeDecoding.from_dict(MIRRORED))
+    assert np.max(np.abs(device_ages - by_hand)) < 1e-6
+    assert np.mean(np.abs(device_ages - ages_from_output(plain, AgeDecoding.from_dict(DECODING)))) > 0.1
+    validated = next(t for t in json.loads((out / "convert_report.json").read_text())["targets"]
+                     if t["target"] == "float32")["details"]
+    assert validated["mae"] == pytest.approx(tflite_result["mae"], abs=1e-3)
+
+
 def test_bundle_carries_the_run_decoding_into_its_sidecars(run_copy, converted, tmp_path):
     write_age_decoding(run_copy / "model.keras", DECODING)  # fitted after the files were converted
     facts = bundle_member("x", run=run_copy, converted=converted, copy_keras=False, dest=tmp_path / "family")
@@ -103,7 +141,13 @@ def test_fit_correction_writes_into_device_json_and_sidecars(member_tflite, face
         shutil.copy2(member_tflite.with_suffix(suffix), tmp_path)
     proc = run_cli("fit-correction", tflite, "--split", split, "--data", faces)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(tflite.with_suffix(".json").read_text())["age_decoding"]["fit"]["source"] == tflite.name
+    plain = json.loads(tflite.with_suffix(".json").read_text())["age_decoding"]
+    assert plain["fit"]["source"] == tflite.name and "mirror" not in plain
+    proc = run_cli("fit-correction", tflite, "--split", split, "--data", faces, "--mirror")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mirrored = json.loads(tflite.with_suffix(".json").read_text())["age_decoding"]
+    assert mirrored["mirror"] is True and "mirror-averaged" in proc.stdout
+    assert mirrored["fit"]["val_mae"]["mean"] != plain["fit"]["val_mae"]["mean"]  # fitted on other outputs
 
 
 def test_fit_correction_refuses_bad_input(run_copy, faces, split, tmp_path):

@@ -123,7 +123,8 @@ def keep_samples(times: np.ndarray, at_most: int | None = None) -> list[float]:
 
 
 def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) -> dict:
-    """Latency of one inference (batch 1) overall and per window, delegate coverage and peak memory of a fresh process.
+    """Latency of one face (batch 1; two inferences for a model that averages the mirror image) overall and per
+    window, delegate coverage and peak memory of a fresh process.
 
     ``delegate`` holds ``make_interpreter``'s ``delegate``, ``library`` and ``device``. With ``timing.seconds``
     the peak memory is read after the first timed inference, before millions of samples add to it.
@@ -137,10 +138,12 @@ def latency_job(kind: str, model, delegate: dict, threads: int, timing: Timing) 
         size, cover, runtime = model.input_size, None, runtime_of("onnxruntime")
     else:
         from firmware_host.infer.interpreter import coverage, input_size, make_interpreter
+        from firmware_host.infer.model_info import sidecar_decoding
         from firmware_host.pipeline.latency import measure
         interpreter = make_interpreter(Path(model), threads=threads, **delegate)
         cover = coverage(interpreter).to_dict()
-        times = measure(interpreter, timing.runs, timing.warmup, **options)
+        times = measure(interpreter, timing.runs, timing.warmup, invokes=sidecar_decoding(model).runs_per_face,
+                        **options)
         size, runtime = input_size(interpreter), runtime_of(type(interpreter).__module__)
     peak = first_rss[0] if timing.seconds and first_rss else peak_rss_mb()
     return {"input_size": size, "runs": len(times), "latency_ms": latency_stats(times),

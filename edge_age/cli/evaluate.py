@@ -87,10 +87,12 @@ def fit_correction(
                                            "(into its own sidecar)."),
     split: Path = typer.Option(..., help="Split CSV: the fit uses its validation side only."),
     data: Path | None = typer.Option(None, "--data", help="Face crops [default: $EDGE_AGE_DATA]."),
+    mirror: bool = typer.Option(False, "--mirror", help="Average each face's outputs with its mirror image's "
+                                "(the model runs twice per face), and fit on those."),
 ) -> None:
     """Fit how ages are read from the model on the validation side: mean or median of the distribution, then a
     monotone map; every path that decodes an age applies it."""
     from edge_age.eval.correction import describe_fit, fit_model_file
 
-    decoding, written = fit_model_file(model, data, split)
+    decoding, written = fit_model_file(model, data, split, mirror=mirror)
     typer.echo(f"{model.name}: {describe_fit(decoding)}; wrote {written}")

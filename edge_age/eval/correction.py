@@ -54,11 +54,12 @@ def cross_validated_mae(age_output: np.ndarray, true_ages: np.ndarray, method: s
     return float(errors.mean())
 
 
-def fit_age_decoding(age_output: np.ndarray, true_ages: np.ndarray, **fit) -> dict:
+def fit_age_decoding(age_output: np.ndarray, true_ages: np.ndarray, *, mirror: bool = False, **fit) -> dict:
     """The ``age_decoding`` of a sidecar or ``device.json`` fitted on the validation faces' age outputs and true
-    ages. Each method (only the mean for a one-value output) is scored as it is and, cross-validated, through a
-    map; the best of these is kept, its map (if any) fitted on every face. ``fit`` adds to the record of the fit
-    (``source``, ``split_sha256``)."""
+    ages (``mirror``: outputs averaged with the mirror images', which the decoding then records). Each method (only
+    the mean for a one-value output) is scored as it is and, cross-validated, through a map; the best of these is
+    kept, its map (if any) fitted on every face. ``fit`` adds to the record of the fit (``source``,
+    ``split_sha256``)."""
     age_output, true_ages = np.asarray(age_output), np.asarray(true_ages, np.float64)
     if len(true_ages) < MIN_FACES:
         raise EdgeAgeError(f"{len(true_ages)} validation faces are too few to fit an age correction on "
@@ -77,7 +78,7 @@ def fit_age_decoding(age_output: np.ndarray, true_ages: np.ndarray, **fit) -> di
         x, y = monotone_map(ages_from_output(age_output, AgeDecoding(method)), true_ages)
         if mae(age_output, true_ages, AgeDecoding(method, tuple(x), tuple(y))) <= val_mae[method]:
             correction = {"x": x, "y": y}  # never worse than none on the faces it was fitted on
-    decoding = {"method": method, "correction": correction}
+    decoding = {"method": method, "correction": correction, **({"mirror": True} if mirror else {})}
     val_mae["chosen"] = mae(age_output, true_ages, AgeDecoding.from_dict(decoding))
     return {**decoding, "fit": {"side": "val", "faces": len(true_ages), **fit,
                                 "val_mae": {k: round(v, 4) for k, v in val_mae.items()}}}
@@ -95,10 +96,11 @@ def describe_fit(decoding: dict) -> str:
             f"({fit['faces']:,} faces)")
 
 
-def fit_model_file(model: Path, data, split: Path) -> tuple[dict, Path]:
-    """Fit the age decoding of a model file on the validation side of ``split`` and store it: a Keras model's in
-    the ``device.json`` beside it (``convert`` and ``bundle`` carry it into the sidecars), a ``.tflite``'s in its
-    own sidecar. Returns the decoding and the file written."""
+def fit_model_file(model: Path, data, split: Path, *, mirror: bool = False) -> tuple[dict, Path]:
+    """Fit the age decoding of a model file on the validation side of ``split`` (``mirror``: on outputs averaged
+    with the mirror images') and store it: a Keras model's in the ``device.json`` beside it (``convert`` and
+    ``bundle`` carry it into the sidecars), a ``.tflite``'s in its own sidecar. Returns the decoding and the file
+    written."""
     from edge_age.eval.evaluation import keras_outputs, labelled_faces, model_input_size
     from firmware_host.files.paths import file_sha256
     model = Path(model)
@@ -114,13 +116,15 @@ def fit_model_file(model: Path, data, split: Path) -> tuple[dict, Path]:
         from firmware_host.infer.predictor import tflite_outputs
         read_info(model)  # a file without a valid sidecar has nowhere to keep its decoding
         faces = labelled_faces(data, model_input_size(model), split, "val")
-        decoding = fit_age_decoding(tflite_outputs(model, faces.images)[0], faces.ages, **record)
+        decoding = fit_age_decoding(tflite_outputs(model, faces.images, mirror=mirror)[0], faces.ages,
+                                    mirror=mirror, **record)
         return decoding, write_age_decoding(model, decoding)
     from edge_age.train.model_io import load_model, read_device_facts, write_age_decoding
     read_device_facts(model)  # a broken device.json stops before the model runs
     keras_model = load_model(model)
     faces = labelled_faces(data, int(keras_model.input_shape[1]), split, "val")
-    decoding = fit_age_decoding(keras_outputs(keras_model, faces.images)[0], faces.ages, **record)
+    decoding = fit_age_decoding(keras_outputs(keras_model, faces.images, mirror=mirror)[0], faces.ages,
+                                mirror=mirror, **record)
     return decoding, write_age_decoding(model, decoding)
 
 

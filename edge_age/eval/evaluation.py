@@ -15,7 +15,7 @@ from edge_age.eval.metrics import age_confusion, age_metrics, breakdown
 from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files import atomic
 from firmware_host.files.csvio import read_table
-from firmware_host.infer.contract import ages_from_output, split_outputs
+from firmware_host.infer.contract import ages_from_output, mirror_averaged, split_outputs
 from firmware_host.infer.postprocess import IDENTITY, AgeDecoding
 from firmware_host.infer.predictor import predict_tflite
 from firmware_host.progress import track
@@ -46,12 +46,15 @@ class Labelled:
         return {"unreadable_files": self.unreadable, "bad_label_rows": self.bad_labels}
 
 
-def keras_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(raw age output, gender probability) of a Keras model for uint8 RGB faces."""
+def keras_outputs(model, images: np.ndarray, batch: int = 256, *,
+                  mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(raw age output, gender probability) of a Keras model for uint8 RGB faces, with ``mirror`` averaged with the
+    mirror images' (``contract.mirror_averaged``)."""
     from firmware_host.infer.preprocess import normalize
     ages, genders = [], []
     for start in range(0, len(images), batch):
-        out = model(normalize(np.asarray(images[start:start + batch])), training=False)
+        out = mirror_averaged(lambda x: model(normalize(x), training=False), np.asarray(images[start:start + batch]),
+                              mirror)
         age, gender = split_outputs(out)
         ages.append(np.asarray(age))
         genders.append(np.asarray(gender)[:, 0])
@@ -60,8 +63,8 @@ def keras_outputs(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarr
 
 def predict_keras(model, images: np.ndarray, batch: int = 256,
                   decoding: AgeDecoding = IDENTITY) -> tuple[np.ndarray, np.ndarray]:
-    """(age, gender probability) for uint8 RGB faces, the ages read as ``decoding`` says."""
-    age, gender = keras_outputs(model, images, batch)
+    """(age, gender probability) for uint8 RGB faces, read as ``decoding`` says."""
+    age, gender = keras_outputs(model, images, batch, mirror=decoding.mirror)
     return ages_from_output(age, decoding), gender
 
 

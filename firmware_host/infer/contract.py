@@ -3,7 +3,7 @@ years, or one regression value) and one ending in ``gender`` (the probability of
 names (``quant_age``), and TFLite does not keep their order, so outputs are always picked by name, here."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -35,6 +35,17 @@ def split_outputs(outputs: Mapping[str, object]) -> tuple[object, object]:
     if age is None or gender is None:
         raise EdgeAgeError(f"model outputs {sorted(outputs)} are not named age and gender")
     return age, gender
+
+
+def mirror_averaged(run: Callable[[np.ndarray], Mapping[str, np.ndarray]], images: np.ndarray,
+                    mirror: bool = True) -> dict[str, np.ndarray]:
+    """``run``'s outputs (by name) for a batch of ``images`` (N, H, W, C); with ``mirror``, each averaged with its
+    output for the same images flipped left to right: the age logits and the gender probability alike."""
+    outputs = {k: np.asarray(v) for k, v in run(images).items()}
+    if not mirror:
+        return outputs
+    flipped = run(np.ascontiguousarray(np.asarray(images)[:, :, ::-1]))
+    return {k: (v + np.asarray(flipped[k])) / 2 for k, v in outputs.items()}
 
 
 def pick_outputs(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,9 @@
 """Model outputs to predictions: age logits to an age and its spread, gender probability.
 
 An age is read from the distribution as its mean or its median, then through the model's monotone correction
-(:class:`AgeDecoding`, stored in its sidecar; none: the mean, as it is). :func:`decode_age` is the one place
-that does it, for the runtime, the evaluation, the converter's validation and the bench alike."""
+(:class:`AgeDecoding`, stored in its sidecar; none: the mean, as it is), from the outputs of the face alone or
+averaged with those of its mirror image (``contract.mirror_averaged``). :func:`decode_age` is the one place that
+reads ages, for the runtime, the evaluation, the converter's validation and the bench alike."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,11 +46,13 @@ def median_age(logits: np.ndarray, first_age: int = 0) -> np.ndarray:
 class AgeDecoding:
     """How ages are read from a model's age output: the ``method`` (mean or median of the distribution), then the
     monotone map through the knots ``x`` -> ``y`` (linear between them, slope 1 beyond the end knots; none: the
-    identity). Read from the ``age_decoding`` of a sidecar or a ``device.json``."""
+    identity); with ``mirror``, from the outputs of each face averaged with those of its mirror image (two runs of
+    the model per face). Read from the ``age_decoding`` of a sidecar or a ``device.json``."""
 
     method: str = "mean"
     x: tuple[float, ...] = ()
     y: tuple[float, ...] = ()
+    mirror: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None) -> AgeDecoding:
@@ -57,7 +60,8 @@ class AgeDecoding:
         if not d:
             return cls()
         correction = d.get("correction") or {}
-        return cls(d.get("method", "mean"), tuple(correction.get("x", ())), tuple(correction.get("y", ())))
+        return cls(d.get("method", "mean"), tuple(correction.get("x", ())), tuple(correction.get("y", ())),
+                   bool(d.get("mirror", False)))
 
     def correct(self, ages: np.ndarray) -> np.ndarray:
         """``ages`` through the map."""
@@ -68,8 +72,14 @@ class AgeDecoding:
                         np.where(ages > x[-1], ages - x[-1] + y[-1], np.interp(ages, x, y)))
 
     def describe(self) -> str:
-        """``median, corrected (12 knots)``, ``mean``: for logs and reports."""
-        return f"{self.method}, corrected ({len(self.x)} knots)" if self.x else self.method
+        """``median, corrected (12 knots)``, ``mean``, ``mean, mirror-averaged``: for logs and reports."""
+        text = f"{self.method}, corrected ({len(self.x)} knots)" if self.x else self.method
+        return text + (", mirror-averaged" if self.mirror else "")
+
+    @property
+    def runs_per_face(self) -> int:
+        """How many times the model runs for one face: 2 with ``mirror``."""
+        return 2 if self.mirror else 1
 
 
 IDENTITY = AgeDecoding()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_host.infer.contract import ages_from_output, pick_outputs
+from firmware_host.infer.contract import ages_from_output, mirror_averaged, pick_outputs
 from firmware_host.infer.interpreter import coverage, invoke, make_interpreter
 from firmware_host.infer.model_info import ModelInfo, check_model, read_info, sidecar_decoding, signature_runner
 from firmware_host.infer.postprocess import AgeDecoding, decode_age
@@ -44,8 +44,10 @@ class AgeGenderModel:
         return self.decode(self.infer(chips)) if len(chips) else []
 
     def infer(self, chips: np.ndarray) -> dict[str, np.ndarray]:
-        """The model's raw outputs (dequantized) for a batch of chips."""
-        return invoke(self.interpreter, chips, self.info.pixel_scale, self.info.pixel_offset)
+        """The model's raw outputs (dequantized) for a batch of chips; averaged with the mirror images' when the
+        sidecar's decoding says so."""
+        return mirror_averaged(lambda x: invoke(self.interpreter, x, self.info.pixel_scale, self.info.pixel_offset),
+                               chips, self.info.decoding.mirror)
 
     def decode(self, outputs: dict[str, np.ndarray]) -> list[Prediction]:
         """Outputs to ages, spreads and gender probabilities, as the sidecar says."""
@@ -60,22 +62,25 @@ class AgeGenderModel:
 def predict_tflite(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, *,
                    decoding: AgeDecoding | None = None, **options) -> tuple[np.ndarray, np.ndarray]:
     """(age, gender probability) from a ``.tflite`` file through LiteRT (``options``: see :func:`tflite_outputs`),
-    the ages read as ``decoding`` says (default: as the sidecar beside ``path`` says; the mean without one)."""
-    age, gender = tflite_outputs(path, images, threads, batch, **options)
-    return ages_from_output(age, sidecar_decoding(path) if decoding is None else decoding), gender
+    read as ``decoding`` says (default: as the sidecar beside ``path`` says; the mean without one)."""
+    decoding = sidecar_decoding(path) if decoding is None else decoding
+    age, gender = tflite_outputs(path, images, threads, batch, mirror=decoding.mirror, **options)
+    return ages_from_output(age, decoding), gender
 
 
 def tflite_outputs(path: Path, images: np.ndarray, threads: int = 2, batch: int = 64, *, delegate: str = "cpu",
-                   library: str | None = None, device: str | None = None,
+                   library: str | None = None, device: str | None = None, mirror: bool = False,
                    progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(raw age output, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``; ``progress``
-    names a progress bar over the batches (for slow files)."""
+    """(raw age output, gender probability) from a ``.tflite`` file through LiteRT on ``delegate``, with ``mirror``
+    averaged with the mirror images' (``contract.mirror_averaged``); ``progress`` names a progress bar over the
+    batches (for slow files)."""
     interpreter = make_interpreter(path, threads=threads, delegate=delegate, library=library, device=device)
     signature_runner(interpreter, path)  # another task's model: one line, not a LiteRT traceback
     ages, genders = [], []
     starts = range(0, len(images), batch)
     for start in (track(starts, progress, total=len(starts)) if progress else starts):
-        age, gender = pick_outputs(invoke(interpreter, np.asarray(images[start:start + batch])))
+        age, gender = pick_outputs(mirror_averaged(lambda x: invoke(interpreter, x),
+                                                   np.asarray(images[start:start + batch]), mirror))
         ages.append(age)
         genders.append(gender)
     return np.concatenate(ages), np.concatenate(genders)

@@ -52,6 +52,10 @@ def test_an_age_decoding_reads_back_and_old_sidecars_decode_as_the_mean(tmp_path
     write_age_decoding(model, DECODING)
     decoding = read_info(model).decoding
     assert decoding.method == "median" and decoding.x == (10.0, 30.0, 60.0) and decoding.y == (12.0, 30.5, 58.0)
+    assert not decoding.mirror and decoding.runs_per_face == 1
+    write_age_decoding(model, {**DECODING, "mirror": True})
+    decoding = read_info(model).decoding
+    assert decoding.mirror and decoding.runs_per_face == 2 and decoding.describe().endswith(", mirror-averaged")
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -62,6 +66,7 @@ def test_an_age_decoding_reads_back_and_old_sidecars_decode_as_the_mean(tmp_path
     ('"x": [10.0, 30.0, 60.0, 70.0]', "x has 4 knots, y 3"),
     ('"x": [10.0]', "age_decoding.correction.x: must have at least 2 items"),
     ('"method": "mode"', "age_decoding.method: must be one of mean, median"),
+    ('"method": "median", "mirror": "yes"', "age_decoding.mirror: must be of type boolean"),
     ('"side": "test"', "age_decoding.fit.side"),
 ])
 def test_bad_age_decodings_name_the_file_and_field(tmp_path, text, fragment):
