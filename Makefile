@@ -199,7 +199,8 @@ ablation: setup
 # of TEACHER_NETS averaged over the mirror image, its soft targets (float16) and teacher.json copied into
 # teachers/ensemble, the ensemble and each network alone (averaged over the mirror image, in runs/teacher-alone)
 # evaluated on the validation and test sides; then each of MEMBERS distilled from it with
-# MEMBER_RECIPE and its MEMBER_<name> options (float, then QAT) into runs/members/<name>, and converted on the split.
+# MEMBER_RECIPE and its MEMBER_<name> options (float, then QAT) into runs/members/<name>, those of MIRROR_MEMBERS
+# given a mirror-averaged decoding (fit-correction --mirror), and converted on the split.
 # A finished step is skipped, a stopped training resumed (at most one epoch lost).
 TEACHER_NETS ?= edge_age/reference/model.keras teachers/m96-seed1/model.keras teachers/m128-seed2/model.keras
 TEACHER_FILES := model.keras config.json metrics.json history_float.csv curves.png MODEL_CARD.md device.json
@@ -210,6 +211,7 @@ MEMBER_RECIPE ?= --sigma 1
 MEMBER_n ?= --preset s --input-size 64 --cut block_13_expand_relu --epochs 30 --qat-epochs 3
 MEMBER_s ?= --preset s --input-size 64 --epochs 24 --qat-epochs 3
 MEMBER_m ?= --preset reference --epochs 24 --qat-epochs 3
+MIRROR_MEMBERS ?= m
 members: setup
 	$(BIN)/edge-age data split --out runs/split.csv
 	test -f teachers/m128-seed2/model.keras || { $(BIN)/edge-age train --preset reference --input-size 128 --seed 2 \
@@ -228,8 +230,9 @@ members: setup
 	$(foreach m,$(MEMBERS),test -f runs/members/$(m)/metrics.json || $(BIN)/edge-age train $(MEMBER_$(m)) \
 	  $(MEMBER_RECIPE) --soft-targets teachers/ensemble/soft_targets.npz --split runs/split.csv --weights $(IMAGENET) \
 	  --out runs/members/$(m) $$(test -f runs/members/$(m)/config.json && echo --resume) || exit 1; \
-	  test -f runs/members/$(m)/convert/convert_report.json || $(BIN)/edge-age convert runs/members/$(m)/model.keras \
-	  --split runs/split.csv --out runs/members/$(m)/convert || exit 1;)
+	  test -f runs/members/$(m)/convert/convert_report.json || { $(if $(filter $(m),$(MIRROR_MEMBERS)),$(BIN)/edge-age \
+	  fit-correction runs/members/$(m)/model.keras --split runs/split.csv --mirror &&) $(BIN)/edge-age convert \
+	  runs/members/$(m)/model.keras --split runs/split.csv --out runs/members/$(m)/convert; } || exit 1;)
 
 # The table of issue 19's teacher networks and members for its closing note, into $(TABLE_OUT)/members_table.md and
 # .json. Each member's int8-qat file (runs/members/<name>/convert) and today's m file (at commit $(OLD_M_COMMIT),
