@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware_host.infer.model_info import read_info
 from tests.conftest import ROOT, assert_user_error, run_cli
 
 REFERENCE = ROOT / "edge_age" / "reference"
@@ -88,6 +89,10 @@ def test_the_table_holds_the_figures_of_its_sources(tiny_run, converted, bench, 
     assert file_row["accuracy"]["int8-qat"] == _figures(scored) and file_row["input_size"] == 96
     assert file_row["latency_ms_p50"] == _p50(bench_record, M_FILE) and file_row["params"] is None
     assert f"| {scored['mae']:.3f} |" in _line(markdown, "m-bundled")
+    decoding = read_info(M_FILE).decoding.describe()
+    assert file_row["decoding"] == decoding and f"| {decoding} |" in _line(markdown, "m-bundled")
+    assert ref["decoding"] is None and tiny["decoding"] == read_info(converted / "age_gender_int8-qat.tflite") \
+        .decoding.describe()
 
     assert table["bench"]["device"] == bench_record["device"]["name"] and table["bench"]["threads"] == [1, 2]
     assert "p50 ms, 2 threads" in markdown and f"on device {bench_record['device']['name']}" in markdown

@@ -116,7 +116,7 @@ def table_row(row: dict, bench: Path | None) -> dict:
     out = {"name": row["name"], "role": ROLES[row["role"]], "run": None, "converted": None, "file": None,
            "arch": None, "input_size": None, "params": None, "macs": None, "epochs": {"float": None, "qat": None},
            "epochs_from": None, "train_minutes": None, "evaluated_on": None, "accuracy": {k: None for k in KINDS},
-           "latency_ms_p50": {}}
+           "decoding": None, "latency_ms_p50": {}}
     if row["role"] == "file":
         file = row["path"]
         info = read_info(file)
@@ -134,6 +134,8 @@ def table_row(row: dict, bench: Path | None) -> dict:
         if file is None:
             raise EdgeAgeError(f"--member {row['name']}: {row['converted']} has no int8-qat file")
         out["file"] = str(file)
+    if out["file"]:
+        out["decoding"] = read_info(out["file"]).decoding.describe()
     if bench is not None and out["file"]:
         out["latency_ms_p50"] = bench_latency(bench, Path(out["file"]))["latency_ms_p50"]
     return out
@@ -176,7 +178,7 @@ def members_markdown(table: dict) -> str:
     threads = bench["threads"] if bench else []
     header = ["name", "role", "architecture", "input", "params", "MACs", "epochs (float + QAT)", "train min"]
     header += [f"{kind} {fig}" for kind in KINDS for fig in ("MAE", "CS@5", "gender")]
-    header += [f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads]
+    header += ["int8 files' decoding"] + [f"p50 ms, {t} thread{'s' if t > 1 else ''}" for t in threads]
     lines, configured = [], False
     for r in table["rows"]:
         epochs = "-" if r["epochs"]["float"] is None else f"{r['epochs']['float']} + {r['epochs']['qat'] or 0}"
@@ -187,11 +189,14 @@ def members_markdown(table: dict) -> str:
         for kind in KINDS:
             a = r["accuracy"][kind] or {}
             cells += [_fig(a.get("mae"), ".3f"), _fig(a.get("cs5"), ".1%"), _fig(a.get("gender_accuracy"), ".1%")]
-        cells += [_fig(r["latency_ms_p50"].get(str(t)), ".3f") for t in threads]
+        cells += [r["decoding"] or "-"] + [_fig(r["latency_ms_p50"].get(str(t)), ".3f") for t in threads]
         lines.append(cells)
     notes = ["Accuracy on the test split of the project's split: float and QAT from each run's `metrics.json`, "
              "int8-qat and int8 from its `convert_report.json` (`edge-age convert --split`); a file with no run "
-             "folder has the accuracy `edge-age bench --split` measured, under its sidecar's target. "
+             "folder has the accuracy `edge-age bench --split` measured, under its sidecar's target. Float and QAT "
+             "ages are the mean of the distribution, one run per face; the int8 files' ages are read as their "
+             "sidecar's decoding says (mirror-averaged: the face and its mirror image, two runs per face, in the "
+             "accuracy and in the latency). "
              "Parameters and MACs (convolutions and dense layers, one face) from `model.keras`, epochs from the "
              "rows of `history_float.csv` and `history_qat.csv`, train minutes from `metrics.json`. "
              "\"-\": not made or not measured."]
@@ -199,7 +204,7 @@ def members_markdown(table: dict) -> str:
         notes.append("\\* The run folder kept no per-epoch history: the epochs its `config.json` set (early "
                      "stopping may have ended it sooner).")
     if bench:
-        notes.append(f"p50: CPU (XNNPACK) latency of each int8-qat file, batch 1, from one bench "
+        notes.append(f"p50: CPU (XNNPACK) latency of one face with each int8-qat file, batch 1, from one bench "
                      f"(`{bench['bench']}`, started {bench['started']}) on device {bench['device']} "
                      f"({bench['cpu']}, {bench['cores']} cores): {bench['runs']} timed runs per thread count in "
                      f"each of {bench['rounds']} round(s). The bench scored {bench['faces'] or 'no faces'}.")
