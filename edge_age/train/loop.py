@@ -23,8 +23,8 @@ from edge_age.data.pipeline import TEACHER_TARGETS, make_dataset
 from edge_age.data.soft_targets import SoftTargets, read_soft_targets
 from edge_age.data.split import Split, read_split
 from edge_age.train.losses import age_loss_and_metric, gender_accuracy, ldl_loss
-from edge_age.train.model_io import load_model, quantize, save_model, write_device_facts
-from edge_age.train.models import ModelSpec, build_model
+from edge_age.train.model_io import load_model, quantize, save_model, start_model, write_device_facts
+from edge_age.train.models import ModelSpec
 from edge_age.train.optimizers import AveragedValidation, averaged_weights, make_optimizer
 from firmware_host.errors import EdgeAgeError, literal
 from firmware_host.files import atomic
@@ -304,7 +304,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     metrics["replicas"] = int(strategy.num_replicas_in_sync)
     log.info("strategy %s: %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync, extra=STATUS)
     with strategy.scope():
-        model = build_model(config.spec, _start_weights(run, config, resume))
+        model = start_model(config.spec, _start_weights(run, config, resume))
     write_json(run / "config.json", config.to_dict())
     write_device_facts(run, config.spec, native_size(data_path(data)))
     if not (run / "model.keras").is_file():

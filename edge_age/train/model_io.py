@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 from converters.tf_setup import keras
-from edge_age.train.models import ModelSpec, custom_objects
+from edge_age.train.models import ModelSpec, build_model, custom_objects
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
 from firmware_host.files.jsonio import check_schema, read_json, write_json
@@ -81,3 +81,17 @@ def load_model(path: str | Path):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EdgeAgeError(f"{path} is not a readable Keras model: "
                            f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+
+
+def start_model(spec: ModelSpec, weights: str | Path | None = None):
+    """The model to train: ``build_model``'s, from an ImageNet no-top ``.h5`` (the backbone), or from a trained model
+    (``.keras``) of the same architecture, every layer (any input size: the layers are convolutional), or from
+    scratch (None); a one-line error when the trained model's layers differ."""
+    if weights is None or Path(weights).suffix != ".keras":
+        return build_model(spec, weights)
+    model, trained = build_model(spec), load_model(weights)
+    if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
+        raise EdgeAgeError(f"{Path(weights).name} does not fit {model.name}: its layers or widths differ "
+                           f"({trained.count_params():,} parameters against {model.count_params():,})")
+    model.set_weights(trained.get_weights())
+    return model

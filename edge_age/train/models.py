@@ -61,14 +61,13 @@ def _backbone(spec: ModelSpec, image):
 
 
 def build_model(spec: ModelSpec, weights: str | Path | None = None):
-    """The two-head model; ``weights`` is an ImageNet no-top ``.h5`` for the backbone, a trained model (``.keras``)
-    of the same architecture to start every layer from (any input size: the layers are convolutional), or None."""
+    """The two-head model; ``weights`` is an ImageNet no-top ``.h5`` for the backbone, or None (a trained model to
+    start from: ``model_io.start_model``)."""
     k = keras()
     spec.check()
     image = k.Input((spec.input_size, spec.input_size, 3), name="image")
     backbone = _backbone(spec, image)
-    start = weights is not None and Path(weights).suffix == ".keras"
-    if weights and not start:
+    if weights:
         load_backbone_weights(backbone, weights)
     for layer in backbone.layers:
         if isinstance(layer, k.layers.BatchNormalization):
@@ -80,20 +79,7 @@ def build_model(spec: ModelSpec, weights: str | Path | None = None):
     units = spec.max_age + 1 if spec.head == "ldl" else 1
     age = k.layers.Dense(units, name="age")(x)
     gender = k.layers.Dense(1, activation="sigmoid", name="gender")(x)
-    model = k.Model(image, {"age": age, "gender": gender}, name=f"{spec.arch}_age_gender")
-    if start:
-        load_trained_weights(model, weights)
-    return model
-
-
-def load_trained_weights(model, path: str | Path) -> None:
-    """Every weight of ``model`` from the trained model at ``path``; a one-line error when its layers differ."""
-    from edge_age.train.model_io import load_model
-    trained = load_model(path)
-    if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
-        raise EdgeAgeError(f"{Path(path).name} does not fit {model.name}: its layers or widths differ "
-                           f"({trained.count_params():,} parameters against {model.count_params():,})")
-    model.set_weights(trained.get_weights())
+    return k.Model(image, {"age": age, "gender": gender}, name=f"{spec.arch}_age_gender")
 
 
 def _layer(backbone, name: str):
