@@ -30,6 +30,7 @@ class AgeGenderModel:
                  library: str | None = None, device: str | None = None):
         self.path = Path(model)
         self.info: ModelInfo = read_info(self.path)
+        self.decoding: AgeDecoding = self.info.decoding  # read once, not per frame
         self.interpreter = make_interpreter(self.path, threads, delegate, library, device)
         check_model(self.info, self.interpreter, self.path)
         self.delegate, self.threads = delegate, threads
@@ -47,12 +48,12 @@ class AgeGenderModel:
         """The model's raw outputs (dequantized) for a batch of chips; averaged with the mirror images' when the
         sidecar's decoding says so."""
         return mirror_averaged(lambda x: invoke(self.interpreter, x, self.info.pixel_scale, self.info.pixel_offset),
-                               chips, self.info.decoding.mirror)
+                               chips, self.decoding.mirror)
 
     def decode(self, outputs: dict[str, np.ndarray]) -> list[Prediction]:
         """Outputs to ages, spreads and gender probabilities, as the sidecar says."""
         age_out, gender_out = self.info.outputs["age"], self.info.outputs["gender"]
-        age, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages, self.info.decoding)
+        age, std = decode_age(outputs[age_out.name], age_out.decode, age_out.ages, self.decoding)
         female = outputs[gender_out.name][:, 0].astype(np.float64)
         if gender_out.positive == "male":
             female = 1 - female
