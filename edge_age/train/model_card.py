@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from edge_age.report.page import md_table
+from edge_age.train.model_io import is_trained_model
 from firmware_host.files import atomic
 
 PACKAGES = ("edge-age", "tensorflow", "tf-keras", "tensorflow-model-optimization", "numpy", "opencv-python-headless")
@@ -53,7 +54,7 @@ def recipe_table(config) -> str:
     optimizer = f"AdamW, weight decay {config.weight_decay}" if config.weight_decay else "Adam"
     averaging = f"moving average of the weights (decay {config.ema}) validated and saved" if config.ema else "none"
     mixup = f"Beta({config.mixup}, {config.mixup})" if config.mixup else "none"
-    start = (f"the trained model `{Path(config.weights).name}`" if str(config.weights).endswith(".keras")
+    start = (f"the trained model `{Path(config.weights).name}`" if is_trained_model(config.weights)
              else f"ImageNet backbone `{Path(config.weights).name}`" if config.weights else "random weights")
     rows = [["start", start], ["age loss", loss], ["optimizer", optimizer], ["weight averaging", averaging],
             ["mixup", mixup]]

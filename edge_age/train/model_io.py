@@ -83,11 +83,16 @@ def load_model(path: str | Path):
                            f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
 
 
+def is_trained_model(weights: str | Path | None) -> bool:
+    """Whether ``weights`` names a trained model (``.keras``) rather than an ImageNet backbone (``.h5``) or nothing."""
+    return weights is not None and Path(weights).suffix == ".keras"
+
+
 def start_model(spec: ModelSpec, weights: str | Path | None = None):
     """The model to train: ``build_model``'s, from an ImageNet no-top ``.h5`` (the backbone), or from a trained model
     (``.keras``) of the same architecture, every layer (any input size: the layers are convolutional), or from
     scratch (None); a one-line error when the trained model's layers differ."""
-    if weights is None or Path(weights).suffix != ".keras":
+    if not is_trained_model(weights):
         return build_model(spec, weights)
     model, trained = build_model(spec), load_model(weights)
     if [w.shape for w in trained.get_weights()] != [w.shape for w in model.get_weights()]:
