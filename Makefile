@@ -9,7 +9,7 @@ IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_orde
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
 .PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
-	serve-soak ablation members members-table pi-check
+	serve-soak ablation members members-table members-bundle pi-check
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -202,16 +202,19 @@ ablation: setup
 # MEMBER_RECIPE and its MEMBER_<name> options (float, then QAT) into runs/members/<name>, those of MIRROR_MEMBERS
 # given a mirror-averaged decoding (fit-correction --mirror), and converted on the split.
 # A finished step is skipped, a stopped training resumed (at most one epoch lost).
+# s is today's m network (MobileNetV2 1.0, 96 px) distilled, as the default must be at least as accurate as today's m;
+# m the same at 128 px, the input of the teacher's best network alone (12 epochs: its cosine schedule converged);
+# n MobileNetV2 1.0 cut at its stride-16 layer block_13_expand_relu (ImageNet features kept) at the chips' 64 px.
 TEACHER_NETS ?= edge_age/reference/model.keras teachers/m96-seed1/model.keras teachers/m128-seed2/model.keras
 TEACHER_FILES := model.keras config.json metrics.json history_float.csv curves.png MODEL_CARD.md device.json
 ENSEMBLE ?= runs/teacher3
 net = $(notdir $(patsubst %/model.keras,%,$(1)))
-MEMBERS ?= n s m
+MEMBERS ?= s n m
 MEMBER_RECIPE ?= --sigma 1
 MEMBER_n ?= --preset s --input-size 64 --cut block_13_expand_relu --epochs 30 --qat-epochs 3
-MEMBER_s ?= --preset s --input-size 64 --epochs 24 --qat-epochs 3
-MEMBER_m ?= --preset reference --epochs 24 --qat-epochs 3
-MIRROR_MEMBERS ?= m
+MEMBER_s ?= --preset reference --epochs 24 --qat-epochs 3
+MEMBER_m ?= --preset reference --input-size 128 --epochs 12 --qat-epochs 2
+MIRROR_MEMBERS ?= s m
 members: setup
 	$(BIN)/edge-age data split --out runs/split.csv
 	test -f teachers/m128-seed2/model.keras || { $(BIN)/edge-age train --preset reference --input-size 128 --seed 2 \
@@ -256,6 +259,13 @@ members-table: setup
 	  $(foreach m,$(TABLE_MEMBERS),--member $(m)=runs/members/$(m):runs/members/$(m)/convert) \
 	  --file m-$(OLD_M_COMMIT)=$(TABLE_OUT)/files/m-$(OLD_M_COMMIT)/age_gender_int8-qat.tflite \
 	  --bench $(TABLE_OUT)/bench/bench.json --out $(TABLE_OUT)
+
+# Issue 19's members into the package (edge_age/family/<name>), each with its int8-qat file's CPU latency from the
+# members-table bench (make members-table first); then each on raw-like photos against the same faces as chips.
+members-bundle: setup
+	for m in $(MEMBERS); do $(BIN)/edge-age bundle $$m --run runs/members/$$m --converted runs/members/$$m/convert \
+	  --bench $(TABLE_OUT)/bench/bench.json || exit 1; done
+	$(MAKE) family-raw FAMILY="$(filter-out m,$(MEMBERS))"
 
 # Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
 # frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into
