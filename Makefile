@@ -236,7 +236,7 @@ members: setup
 	  --out runs/members/$(m) $$(test -f runs/members/$(m)/config.json && echo --resume) || exit 1; \
 	  test -f runs/members/$(m)/convert/convert_report.json || { $(if $(filter $(m),$(MIRROR_MEMBERS)),$(BIN)/edge-age \
 	  fit-correction runs/members/$(m)/model.keras --split runs/split.csv --mirror &&) $(BIN)/edge-age convert \
-	  runs/members/$(m)/model.keras --split runs/split.csv --out runs/members/$(m)/convert; } || exit 1;)
+	  runs/members/$(m)/model.keras --split runs/split.csv --fit-decoding --out runs/members/$(m)/convert; } || exit 1;)
 
 # The table of issue 19's teacher networks and members for its closing note, into $(TABLE_OUT)/members_table.md and
 # .json. Each member's int8-qat file (runs/members/<name>/convert) and today's m file (at commit $(OLD_M_COMMIT),

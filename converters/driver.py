@@ -18,7 +18,7 @@ import numpy as np
 
 from converters.bias_correction import BiasCorrection
 from converters.sources import Sources
-from converters.targets import CORRECTED_TARGETS, INTEGER_TARGETS, TARGETS
+from converters.targets import CORRECTED_TARGETS, DECODING_FIT_TARGETS, INTEGER_TARGETS, TARGETS
 from converters.workbench import Workbench
 from firmware_host.errors import EdgeAgeError
 from firmware_host.files import atomic
@@ -150,8 +150,9 @@ def _representative(faces: Samples):
 class Inputs:
     """What one conversion run converts and checks against: the Keras models (``float``, maybe ``qat``) and their
     files, the faces (None without data), the Keras models' predictions and scores on the validation faces, the
-    faces and float MAE of the int8-mixed search, the chip resolution the runtime crops at, and the age decoding
-    every sidecar carries (``device.json``'s; the files are validated with it)."""
+    faces and float MAE of the int8-mixed search, the chip resolution the runtime crops at, the age decoding
+    every sidecar carries (``device.json``'s; the files are validated with it), and, for ``convert
+    --fit-decoding``, what fits the decoding of a file of ``DECODING_FIT_TARGETS`` on its own outputs instead."""
 
     models: dict
     paths: dict
@@ -163,6 +164,7 @@ class Inputs:
     float_search_mae: float | None = None
     resolution: int | None = None
     age_decoding: dict | None = None
+    fit_decoding: Callable[[Path], dict] | None = None
 
 
 def needs_workbench(names: list[str], inputs: Inputs) -> bool:
@@ -249,16 +251,20 @@ class _Run:
             details["bias_correction"] = correction.to_dict() if correction else {"applied": False}
         try:
             info = model_info(path, name, source_path, toolkit_version=self.toolkit_version)
-            details.update(_describe(path, AgeDecoding.from_dict(self.inputs.age_decoding)))
         except EdgeAgeError as exc:
             return Result(name, "skipped", file, f"LiteRT cannot run it here: {exc.for_cli()}", details)
+        info.age_decoding = self.inputs.age_decoding
+        if self.inputs.fit_decoding is not None and name in DECODING_FIT_TARGETS:
+            info.age_decoding = self.inputs.fit_decoding(path)
+            details["age_decoding_fitted_on_file"] = True
+        details["age_decoding"] = info.decoding.describe()
+        details.update(_describe(path, info.decoding))
         if self.inputs.resolution:  # the runtime crops faces at this resolution first, as the training chips were
             info.extra["chip_resolution"] = self.inputs.resolution
-        info.age_decoding = self.inputs.age_decoding
         if "search" in options:
             details.update(_mixed(options["search"], path, self.staging))
         if self.inputs.validation is not None:
-            verdict = self._check(name, t.source, path, details)
+            verdict = self._check(name, t.source, path, details, info.decoding)
             if self.bench is not None and name in INTEGER_TARGETS:
                 details.update(self.bench.analyse(name, t.source, path, details.get("kept_float_tensors"),
                                                   corrected=details.get("bias_correction", {}).get("applied", False)))
@@ -273,8 +279,8 @@ class _Run:
         note = _over_budget(details) or (f"validated on {details['validated_on']}" if "validated_on" in details else "")
         return Result(name, "ok", file, reason=note, details=details)
 
-    def _check(self, name: str, source: str, path: Path, details: dict) -> str:
-        """Validate ``path`` into ``details``; the reason to reject it, or ""."""
+    def _check(self, name: str, source: str, path: Path, details: dict, decoding: AgeDecoding) -> str:
+        """Validate ``path``, its ages read with ``decoding``, into ``details``; the reason to reject it, or ""."""
         faces, reference = self.inputs.validation, self.inputs.keras_preds[source]
         float_mae = self.inputs.keras_metrics["float"]["mae"]
         progress = None
@@ -284,8 +290,7 @@ class _Run:
             float_mae = float(np.mean(np.abs(self.inputs.keras_preds["float"][0][idx] - faces.ages)))
             details["validated_on"] = faces.source
             progress = "validating int16x8"
-        v = _validate(path, faces, reference, self.score, decoding=AgeDecoding.from_dict(self.inputs.age_decoding),
-                      progress=progress)
+        v = _validate(path, faces, reference, self.score, decoding=decoding, progress=progress)
         details.update(v)
         details["mae_delta_to_float"] = v["mae"] - float_mae
         if v["mae"] > float_mae + self.threshold:

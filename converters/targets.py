@@ -158,6 +158,9 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
 )}
 DEFAULT_TARGETS = ("float32", "float16", "dynamic", "int8", "int8-qat", "edgetpu")  # the two slow ones on request
 INTEGER_TARGETS = frozenset({"int8", "int8-qat", "edgetpu", "int16x8", "int8-mixed"})  # get the per-layer analysis
+# 8-bit files whose age decoding convert --fit-decoding fits on their own outputs (int16x8's reference kernels are
+# too slow to run over a validation side, and its outputs stay near the float model's)
+DECODING_FIT_TARGETS = frozenset({"int8", "int8-qat", "edgetpu", "int8-mixed"})
 CORRECTED_TARGETS = frozenset({"int8", "int16x8"})  # PTQ files that take a bias correction (--no-bias-correction)
 
 

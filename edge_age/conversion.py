@@ -70,12 +70,15 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
             data=None, *, split: Path | None = None, calib: int = DEFAULT_CALIB, qat: Path | None = None,
             threshold: float = DEFAULT_THRESHOLD, stratified: bool = True, debug_images: int | None = None,
             budget: float = DEFAULT_BUDGET, max_float: int = DEFAULT_MAX_FLOAT,
-            int16x8_faces: int = DEFAULT_INT16X8_FACES, bias_correction: bool = True) -> dict:
+            int16x8_faces: int = DEFAULT_INT16X8_FACES, bias_correction: bool = True,
+            fit_decoding: bool = False) -> dict:
     """Build, validate and report every target; raise after reporting when a file was rejected.
 
     ``debug_images`` validation faces (default 100, or all when fewer) serve the per-layer analysis; ``budget``,
     ``max_float`` steer the int8-mixed search; int16x8 is validated on ``int16x8_faces`` faces (0: all) and its
-    biases corrected for its weights' mean error unless ``bias_correction`` is off.
+    biases corrected for its weights' mean error unless ``bias_correction`` is off. ``fit_decoding`` fits each 8-bit
+    file's age decoding on its own outputs on the split's validation side (mirror-averaged if ``device.json``'s is)
+    instead of carrying ``device.json``'s: quantization moves the outputs the Keras model's decoding was fitted on.
     """
     from edge_age.eval.evaluation import predict_keras
     from edge_age.eval.metrics import age_metrics
@@ -85,6 +88,9 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     names = list(targets or DEFAULT_TARGETS)
     for name in names:
         target(name)
+    if fit_decoding and not (data and split):
+        raise EdgeAgeError("fitting each file's age decoding needs a split's validation side: pass {} (and --data)",
+                           option="--split", parameter="split")
     check_options(debug_images, budget, max_float, int16x8_faces)
     out = atomic.writable_dir(out)
     float_path, qat_path = resolve_models(model, qat)
@@ -127,8 +133,11 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
                     "faces at the model's input size", float_path)
     inputs = Inputs(models, {"float": float_path, "qat": qat_path}, calibration, validation, keras_preds,
                     keras_metrics, resolution=resolution, age_decoding=facts.get("age_decoding"))
+    val_side = _search_faces(data, split, size, validation) if fit_decoding or needs_workbench(names, inputs) else None
+    if fit_decoding:
+        inputs.fit_decoding = _decoding_fit(val_side, split, mirror=decoding.mirror)
     if needs_workbench(names, inputs):
-        inputs.search = _search_faces(data, split, size, validation)
+        inputs.search = val_side
         inputs.float_search_mae = float(np.mean(np.abs(predict_keras(models["float"], inputs.search.images)[0]
                                                        - inputs.search.ages)))
     results, settings = run_targets(names, inputs, out, score=age_metrics, toolkit_version=__version__,
@@ -145,6 +154,19 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
     if rejected:
         raise EdgeAgeError("; ".join(f"{r.file} rejected: {r.reason}" for r in rejected))
     return report
+
+
+def _decoding_fit(faces: Samples, split: Path, *, mirror: bool):
+    """What fits a file's age decoding on its own outputs on ``faces`` (the split's validation side)."""
+    from edge_age.eval.correction import fit_age_decoding
+    from firmware_host.files.paths import file_sha256
+    from firmware_host.infer.predictor import tflite_outputs
+    split_sha256 = file_sha256(split)
+
+    def fit(path: Path) -> dict:
+        return fit_age_decoding(tflite_outputs(path, faces.images, mirror=mirror)[0], faces.ages, mirror=mirror,
+                                source=path.name, split_sha256=split_sha256)
+    return fit
 
 
 def _search_faces(data, split: Path | None, size: int, validation: Samples) -> Samples:

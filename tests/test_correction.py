@@ -124,6 +124,39 @@ def test_bundle_carries_the_run_decoding_into_its_sidecars(run_copy, converted, 
         assert (tmp_path / "family" / "x" / name).read_bytes() == (run_copy / name).read_bytes(), name
 
 
+def test_convert_fits_each_8bit_file_on_its_own_outputs(faces, split, tmp_path):
+    """convert --fit-decoding on the reference model (mirror-averaged decoding in its device.json): the int8-qat and
+    edgetpu files each get the decoding fit-correction would fit on their own validation outputs, are validated
+    with it, and keep it when bundled; float32 keeps device.json's."""
+    from edge_age.eval.correction import fit_model_file
+    from edge_age.train.models import reference_model
+    run = tmp_path / "run"
+    shutil.copytree(reference_model().parent, run)
+    write_age_decoding(run / "model.keras", MIRRORED)
+    out = tmp_path / "convert"
+    proc = run_cli("convert", run / "model.keras", "--targets", "float32,int8-qat,edgetpu", "--data", faces,
+                   "--split", split, "--out", out, "--threshold", "100", "--fit-decoding")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "age_gender_float32.json").read_text())["age_decoding"] == MIRRORED
+    report = {t["target"]: t["details"] for t in json.loads((out / "convert_report.json").read_text())["targets"]}
+    for target in ("int8-qat", "edgetpu"):
+        tflite = out / f"age_gender_{target}.tflite"
+        fitted = json.loads(tflite.with_suffix(".json").read_text())["age_decoding"]
+        assert fitted["fit"]["source"] == tflite.name and fitted["fit"]["side"] == "val" and fitted["mirror"] is True
+        assert report[target]["age_decoding_fitted_on_file"] and "age_decoding_fitted_on_file" not in report["float32"]
+        assert report[target]["mae"] == pytest.approx(evaluate_file(tflite, faces, split, "test")[0]["mae"], abs=1e-3)
+        again = tmp_path / tflite.name
+        for suffix in (".tflite", ".json"):
+            shutil.copy2(tflite.with_suffix(suffix), again.with_suffix(suffix))
+        assert fit_model_file(again, faces, split, mirror=True)[0] == fitted  # the same fit as fit-correction's
+    facts = bundle_member("x", run=run, converted=out, copy_keras=False, dest=tmp_path / "family")
+    for file in facts["files"].values():
+        assert read_info(tmp_path / "family" / "x" / file).age_decoding == \
+            json.loads((out / file).with_suffix(".json").read_text())["age_decoding"] != MIRRORED
+    assert_user_error(run_cli("convert", run / "model.keras", "--targets", "int8-qat", "--data", faces,
+                              "--out", tmp_path / "no_split", "--fit-decoding"), "--split")
+
+
 def test_fit_correction_writes_into_device_json_and_sidecars(member_tflite, faces, split, tmp_path):
     """On trained models (the tiny run may give every face one age: nothing to fit): the reference model's Keras
     file and a bundled member's int8-qat file, each copied so that their decoding is free to change."""

@@ -33,6 +33,9 @@ def convert(
     bias_correction: bool = typer.Option(True, "--bias-correction/--no-bias-correction",
                                          help="int8 and int16x8: add each weighted layer's mean int8-weight error, "
                                               "measured on the calibration images, to its bias."),
+    fit_decoding: bool = typer.Option(False, "--fit-decoding", help="Fit each 8-bit file's age decoding (as "
+                                      "fit-correction does) on its own outputs on the split's validation side, "
+                                      "instead of carrying device.json's. Needs --split."),
 ) -> None:
     """Convert to TFLite (float32, float16, dynamic, int8, int8-qat, edgetpu; int16x8, int8-mixed on request),
     validate each file, report per-layer quantization error."""
@@ -51,7 +54,8 @@ def convert(
     with atomic.locked(out):  # a second convert into the same folder stops at once: files of two never mix
         report = run_convert(model, names, out, data, split=split, calib=calib, qat=qat, threshold=threshold,
                              stratified=calib_draw == "stratified", debug_images=debug_images, budget=budget,
-                             max_float=max_float, int16x8_faces=int16x8_faces, bias_correction=bias_correction)
+                             max_float=max_float, int16x8_faces=int16x8_faces, bias_correction=bias_correction,
+                             fit_decoding=fit_decoding)
     typer.echo(table(report))
     for row in report["targets"]:
         if row["reason"].startswith("over budget"):

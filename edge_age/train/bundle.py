@@ -64,7 +64,8 @@ def bench_latency(bench: Path, model: Path) -> dict:
 def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = True, bench: Path | None = None,
                   dest: Path = FAMILY_DIR) -> dict:
     """Copy ``run``'s model card, training history and curves, and ``converted``'s int8 files (with sidecars,
-    their age decoding set to the one in ``run``'s ``device.json``) into ``dest/name``; write member.json.
+    their age decoding set to the one in ``run``'s ``device.json`` unless ``convert --fit-decoding`` fitted it on
+    the file itself) into ``dest/name``; write member.json.
 
     ``copy_keras`` copies the Keras float and QAT models too; otherwise member.json points at them in ``run``
     when it lies inside the package (the reference model), and the member ships none when it does not.
@@ -105,7 +106,8 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
         if target in BUNDLED_TARGETS:
             for suffix in (".tflite", ".json"):
                 shutil.copy2(converted / Path(entry["file"]).with_suffix(suffix), staging)
-            write_age_decoding(staging / entry["file"], decoding)  # the run's, fitted after conversion or not
+            if not d.get("age_decoding_fitted_on_file"):  # convert --fit-decoding's stays, with its figures
+                write_age_decoding(staging / entry["file"], decoding)  # the run's, fitted after conversion or not
             facts["files"][target] = entry["file"]
     for src in ("MODEL_CARD.md", "device.json", "history_float.csv", "history_qat.csv", "curves.png"):
         if (run / src).is_file():
