@@ -8,7 +8,7 @@ export EDGE_AGE_DATA
 IMAGENET ?= $(abspath ../shared/models/imagenet/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5)
 REFERENCE_FILES := model.keras qat.h5 MODEL_CARD.md metrics.json config.json curves.png
 
-.PHONY: setup run test unit lint reference family family-raw device-figures pipeline-figures quant-figures soak \
+.PHONY: setup run test unit lint reference family-raw device-figures pipeline-figures quant-figures soak \
 	serve-soak ablation members members-table members-bundle pi-check
 setup: $(VENV)/.installed
 
@@ -48,34 +48,10 @@ reference: setup
 		--weights $(IMAGENET) --out runs/reference $(if $(wildcard runs/reference/config.json),--resume)
 	cd runs/reference && cp $(REFERENCE_FILES) $(CURDIR)/edge_age/reference/
 
-# The model family. m is the reference model (MobileNetV2 1.0, 96 px). The teacher is m averaged over the mirror
-# image; its soft targets are stored once. Each other member is distilled from them (float, then QAT), converted to
-# every target on the split and bundled into the package; a member resumes from its last finished epoch when run
-# again. Then one bench of the family with 1 and 2 threads draws the front, and its latencies go into member.json.
-FAMILY ?= n s
-family: setup
-	$(BIN)/edge-age data split --out runs/split.csv
-	test -f runs/teacher/soft_targets.npz || $(BIN)/edge-age teacher edge_age/reference/model.keras \
-		--split runs/split.csv --out runs/teacher
-	for m in $(FAMILY); do \
-	  test -f runs/family/$$m/metrics.json || $(BIN)/edge-age train --preset $$m --split runs/split.csv \
-	    --weights $(IMAGENET) --soft-targets runs/teacher/soft_targets.npz --out runs/family/$$m \
-	    $$(test -f runs/family/$$m/config.json && echo --resume) || exit 1; \
-	  $(BIN)/edge-age convert runs/family/$$m/model.keras --split runs/split.csv --out runs/family/$$m/convert || exit 1; \
-	  $(BIN)/edge-age bundle $$m --run runs/family/$$m --converted runs/family/$$m/convert || exit 1; done
-	$(BIN)/edge-age convert --split runs/split.csv --out runs/family/m/convert
-	$(BIN)/edge-age bundle m --run edge_age/reference --converted runs/family/m/convert
-	$(BIN)/edge-age evaluate runs/teacher/teacher.keras --split runs/split.csv --json runs/teacher/test.json
-	$(BIN)/edge-age bench m s n --split runs/split.csv --threads 1,2 --out runs/family-bench
-	for m in m $(FAMILY); do run=$$(test $$m = m && echo edge_age/reference || echo runs/family/$$m); \
-	  $(BIN)/edge-age bundle $$m --run $$run --converted runs/family/$$m/convert --bench runs/family-bench/bench.json \
-	  || exit 1; done
-	$(MAKE) family-raw
-
 # Each member on raw-like photos (detect with YuNet, align, crop at the chips' resolution) against the same faces as chips.
 family-raw: setup
 	$(BIN)/edge-age data photos $(UTK200) --split runs/split.csv --out runs/family-raw/photos
-	for m in m $(FAMILY); do \
+	for m in $(MEMBERS); do \
 	  $(BIN)/edge-age evaluate $$m --data $(EDGE_AGE_DATA) --labels runs/family-raw/photos/chips.csv \
 	    --json runs/family-raw/chips_$$m.json || exit 1; \
 	  $(BIN)/edge-age evaluate $$m --data runs/family-raw/photos --labels runs/family-raw/photos/labels.csv --detect \
@@ -136,7 +112,7 @@ pipeline-figures: setup
 	$(BIN)/edge-age bench $(PIPELINE_MODEL) --duration $(BENCH_DURATION) --threads 2 --out $(PIPELINE_OUT)/bench
 	$(BIN)/python -m edge_age.report.pipeline_figures $(PIPELINE_OUT)
 
-# The quantization workbench on the default member (s, as `make family` leaves it) and the project's split: every target with its per-layer error
+# The quantization workbench on the default member (s, as `make members` leaves it) and the project's split: every target with its per-layer error
 # (int16x8 validated on INT16X8_FACES faces: its reference kernels take about 40 ms a face), int8-mixed at each of
 # BUDGETS, then int16x8 against int8 and float32 timed with 1 and 2 threads on the CPU, the only delegate here that
 # runs it. About 30 to 40 minutes on 2 idle cores (each mixed search verifies up to 24 files on the validation side).
@@ -146,7 +122,7 @@ QUANT_TARGETS ?= float32,float16,dynamic,int8,int8-qat,edgetpu,int16x8
 BUDGETS ?= 0.1 0.05 0.02
 INT16X8_FACES ?= 500
 QUANT_OUT ?= runs/quant
-QUANT_MODEL ?= runs/family/s/model.keras
+QUANT_MODEL ?= runs/members/s/model.keras
 QUANT_ARGS ?=
 quant-figures: setup
 	$(BIN)/edge-age data split --out runs/split.csv
@@ -266,7 +242,7 @@ members-table: setup
 members-bundle: setup
 	for m in $(MEMBERS); do $(BIN)/edge-age bundle $$m --run runs/members/$$m --converted runs/members/$$m/convert \
 	  --bench $(TABLE_OUT)/bench/bench.json || exit 1; done
-	$(MAKE) family-raw FAMILY="$(filter-out m,$(MEMBERS))"
+	$(MAKE) family-raw
 
 # Soak (not part of make test): SOAK_SECONDS of 'edge-age run --loop --serve' on a generated video, capped at SOAK_FPS
 # frames per second, with one client reading the MJPEG stream; RSS and open files of the run sampled every 30 s, into

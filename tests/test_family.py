@@ -95,4 +95,4 @@ def test_sidecars_without_data_carry_the_same_preprocessing(converted_without_da
 def test_a_member_without_keras_models_says_how_to_rebuild_them(family, tmp_path):
     keras_less = [m["name"] for m in family if m["name"] != "m"]
     proc = run_cli("convert", keras_less[0], "--out", tmp_path / "c")
-    assert_user_error(proc, "make family")
+    assert_user_error(proc, "make members")

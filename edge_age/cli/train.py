@@ -166,7 +166,7 @@ def bundle(
     copy_keras: bool = typer.Option(False, help="Copy the Keras float and QAT models into the package too."),
     bench_json: Path | None = typer.Option(None, "--bench", help="Take the CPU latency from this bench.json."),
 ) -> None:
-    """Install a trained, converted member into the package's family folder (maintainers: 'make family')."""
+    """Install a trained, converted member into the package's family folder (maintainers: 'make members-bundle')."""
     from edge_age.train.bundle import bundle_member
 
     facts = bundle_member(name, run=run_dir, converted=converted, copy_keras=copy_keras, bench=bench_json)
