@@ -48,8 +48,8 @@ class Member:
         rel = self.facts.get("keras", {}).get(kind)
         path = (self.folder / rel).resolve() if rel else None
         if path is None or not path.is_file():
-            raise EdgeAgeError(f"member {self.name} has no bundled Keras {kind} model: 'make members' in a clone of the "
-                               f"repository trains it into runs/members/{self.name}")
+            raise EdgeAgeError(f"member {self.name} has no bundled Keras {kind} model: 'make members' in a clone "
+                               f"of the repository trains it into runs/members/{self.name}")
         return path
 
     def summary(self) -> dict:

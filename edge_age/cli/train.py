@@ -141,8 +141,9 @@ def _where_measured(family) -> str:
     """Where the bundled latencies come from, as far as member.json records it."""
     machines = ", ".join(sorted({f"'{m.facts['latency_device']}'" if m.facts.get("latency_device")
                                  else "unnamed" for m in family}))
-    return (f"Latency: p50 of one invoke, batch 1, 1 thread, on the machine that built the family ({machines}; "
-            "date and LiteRT version not recorded): other CPUs differ, 'edge-age models --measure' times them here.")
+    return (f"Latency: p50 per face (two invokes for a mirror-averaged member), batch 1, 1 thread, on the machine "
+            f"that built the family ({machines}; date and LiteRT version not recorded): other CPUs differ, "
+            "'edge-age models --measure' times them here.")
 
 
 def _measure_here(family) -> dict[str, float]:
