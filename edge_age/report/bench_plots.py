@@ -56,7 +56,8 @@ def latency_spread(samples: dict[str, list[float]], path: Path) -> Path:
     """One box per measurement: the distribution of its per-inference latencies."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.9 + 0.32 * len(samples)))
-    ax.boxplot(list(samples.values()), vert=False, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(list(samples.values()), orientation="horizontal", whis=(1, 99), showfliers=True,
+               flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(samples) + 1), list(samples), fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
