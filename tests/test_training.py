@@ -1,4 +1,5 @@
 """Training, QAT, resume and evaluation on a tiny MobileNet and a slice of real faces."""
+import csv
 import json
 import signal
 import subprocess
@@ -108,6 +109,10 @@ def test_resume_after_kill(faces, split, tmp_path):
     epochs = [line.split(",")[0] for line in history.read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
     assert (run / "model.keras").is_file()
+    with history.open(newline="") as f:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(f)]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_minutes"] == round(sum(seconds) / 60, 2)  # the killed process's epoch counts too
 
 
 def test_a_run_killed_before_its_first_epoch_ends_resumes_from_its_pretrained_weights(faces, split, tmp_path):

@@ -6,7 +6,8 @@ is on the test split, and how fast its int8-qat file runs in one bench.
 
 Every figure is read from what the project already wrote: a training run folder (``config.json``: architecture
 and input size; ``model.keras``: parameters and MACs; ``history_float.csv`` and ``history_qat.csv``: the epochs
-run; ``metrics.json``: train minutes and the float and QAT models' figures on the test side), the folder of its
+run and their wall time, the train minutes; ``metrics.json``: the float and QAT models' figures on the test side, the
+train minutes of a run without history), the folder of its
 ``edge-age convert --split`` (``convert_report.json``: the int8-qat and int8 files' figures on the test split)
 and a ``bench.json`` of ``edge-age bench`` (CPU p50 of each member's int8-qat file, found by its SHA-256). A file
 with no run folder (``--file``, such as a member's file from an older commit) gets its row from the bench alone:
@@ -18,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_age.report.page import md_table
-from edge_age.report.train_plots import read_history
+from edge_age.report.train_plots import read_history, training_minutes
 from edge_age.train.bundle import bench_latency, macs
 from edge_age.train.models import ModelSpec
 from firmware_host.errors import EdgeAgeError, literal
@@ -85,7 +86,8 @@ def run_facts(run: Path) -> dict:
         epochs = {"float": config.get("epochs"), "qat": config.get("qat_epochs")}
     return {"arch": spec.describe(), "input_size": spec.input_size, "params": int(model.count_params()),
             "macs": macs(model), "epochs": epochs, "epochs_from": "history" if history else "config",
-            "train_minutes": metrics.get("train_minutes"), "evaluated_on": metrics.get("evaluated_on"),
+            "train_minutes": training_minutes(run) or metrics.get("train_minutes"),
+            "evaluated_on": metrics.get("evaluated_on"),
             "accuracy": {kind: _figures(metrics.get(kind)) for kind in ("float", "qat")}}
 
 
@@ -198,7 +200,8 @@ def members_markdown(table: dict) -> str:
              "sidecar's decoding says (mirror-averaged: the face and its mirror image, two runs per face, in the "
              "accuracy and in the latency). "
              "Parameters and MACs (convolutions and dense layers, one face) from `model.keras`, epochs from the "
-             "rows of `history_float.csv` and `history_qat.csv`, train minutes from `metrics.json`. "
+             "rows of `history_float.csv` and `history_qat.csv`, train minutes the sum of their epochs' wall time "
+             "(every process of a resumed run; `metrics.json`'s without history). "
              "\"-\": not made or not measured."]
     if configured:
         notes.append("\\* The run folder kept no per-epoch history: the epochs its `config.json` set (early "

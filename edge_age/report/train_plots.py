@@ -61,3 +61,15 @@ def read_history(run: Path) -> dict[str, list[dict]]:
         if path.is_file():
             out[phase] = read_rows(path, "history file")
     return out
+
+
+def training_minutes(run: Path) -> float | None:
+    """Wall minutes of the run's finished epochs, float and QAT, from the ``seconds`` of each history row (the last
+    row of an epoch a resumed process logged again): every process that trained the run counts. None without
+    history."""
+    seconds = {}
+    for phase, rows in read_history(run).items():
+        for row in rows:
+            if row.get("seconds"):
+                seconds[phase, row.get("epoch")] = float(row["seconds"])
+    return round(sum(seconds.values()) / 60, 2) if seconds else None

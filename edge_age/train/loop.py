@@ -287,7 +287,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     """Train (float, then QAT when ``config.qat_epochs``), evaluate on the test side, write the run folder."""
     from edge_age.eval.correction import fit_after_training
     from edge_age.eval.evaluation import evaluate_arrays
-    from edge_age.report.train_plots import training_curves
+    from edge_age.report.train_plots import training_curves, training_minutes
     from edge_age.train.model_card import write_model_card
 
     split = read_split(split_path)
@@ -326,7 +326,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
         qat = load_model(run / "qat.h5")
         metrics["qat"] = evaluate_arrays(qat, arrays[held_out])
         metrics["validation"]["qat"] = evaluate_arrays(qat, arrays["val"])
-    metrics["train_minutes"] = round((time.time() - started) / 60, 2)
+    metrics["train_minutes"] = training_minutes(run) or round((time.time() - started) / 60, 2)
     metrics["split_sha256"] = file_sha256(split_path)
     write_json(run / "metrics.json", metrics)
     training_curves(run)

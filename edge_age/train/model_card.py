@@ -81,7 +81,7 @@ def write_model_card(run: Path, config, metrics: dict, data, *, split_path: Path
                  + [[f"spec.{k}", v] for k, v in spec.to_dict().items()]),
         "## Test metrics\n",
         md_table(["model", "n", "MAE", "CS@5", "epsilon", "gender acc.", "gender AUC"], _metrics_rows(metrics)),
-        f"Training time: {metrics['train_minutes']} min.\n",
+        f"Training time: {metrics['train_minutes']} min (the epochs' wall time, float and QAT, over every process).\n",
         "## By age group, gender and race (" + ("QAT" if "qat" in metrics else "float") + " model)\n",
         md_table(["by", "group", "n", "MAE", "CS@5", "gender acc."], _breakdown_rows(best)),
         "## Versions\n",
