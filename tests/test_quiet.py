@@ -23,13 +23,13 @@ def test_predict_is_quiet_unless_verbose(tmp_path):
 
 def test_a_tensorflow_command_is_quiet_unless_verbose(tmp_path, monkeypatch):
     """evaluate of the bundled Keras reference model imports TensorFlow and runs ops with it."""
-    from edge_age.members import member
+    from edge_age.train.models import reference_model
     data = copy_slice(UTK64, tmp_path / "faces", sample_names(UTK64, 4))
     labels = tmp_path / "labels.csv"
     labels.write_text("file,age,gender\n" + "".join(f"{p.name},{p.name.split('_')[0]},{p.name.split('_')[1]}\n"
                                                     for p in sorted(data.iterdir())))
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # the test session sets it; a user's shell does not
-    args = ("evaluate", member("m").keras("float"), "--data", data, "--labels", labels)
+    args = ("evaluate", reference_model("float"), "--data", data, "--labels", labels)
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "n=4" in proc.stdout and not noise(proc.stderr), proc.stderr

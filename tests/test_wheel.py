@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import ROOT, UTK64, UTK200, copy_slice, sample_names
+from tests.conftest import ROOT, UTK64, UTK200, assert_user_error, copy_slice, sample_names
 from tests.scenes import chips, without_tensorflow
 
 SOURCES = ("pyproject.toml", "README.md", "calibration_data", "edge_age", "converters", "firmware_host")
@@ -162,3 +162,6 @@ def test_default_convert_from_the_wheel_with_tensorflow(venv, tmp_path):
     report = json.loads((tmp_path / "convert" / "convert_report.json").read_text())
     assert report["targets"][0]["status"] == "ok" and report["calibration"].startswith("stratified calibration")
     assert (tmp_path / "convert" / "age_gender_float32.tflite").is_file()
+    # a member's Keras models live in a clone's runs/members, not in the package
+    proc = edge_age(venv, "convert", "s", "--targets", "float32", "--out", tmp_path / "s", env={}, cwd=tmp_path)
+    assert_user_error(proc, "member s has no bundled Keras float model: 'make members'")

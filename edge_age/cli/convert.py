@@ -41,12 +41,10 @@ def convert(
     validate each file, report per-layer quantization error."""
     from converters.targets import TARGETS
     from edge_age.conversion import convert as run_convert
-    from edge_age.members import is_member_name, member, resolve_keras
+    from edge_age.members import resolve_keras
     from edge_age.report.convert_page import table
 
-    if model is not None and is_member_name(model):
-        qat = qat or member(model).keras("qat")
-    model = resolve_keras(model)
+    model = resolve_keras(model)  # a member's QAT twin is the qat.h5 beside its float model
     data = data_root(data)
     if calib_draw not in ("stratified", "random"):
         raise EdgeAgeError(f"--calib-draw must be stratified or random, not {calib_draw!r}")

@@ -68,7 +68,8 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
     the file itself) into ``dest/name``; write member.json.
 
     ``copy_keras`` copies the Keras float and QAT models too; otherwise member.json points at them in ``run``
-    when it lies inside the package (the reference model), and the member ships none when it does not.
+    when it lies in the folder that holds the package (the reference model; ``runs/members/NAME`` of a clone of
+    the repository, which an installed package lacks), and the member ships none when it does not.
     ``bench`` takes the int8-qat file's CPU latency from a quiet ``edge-age bench`` run instead of the
     conversion report's single measurement.
     """
@@ -112,12 +113,12 @@ def bundle_member(name: str, *, run: Path, converted: Path, copy_keras: bool = T
     for src in ("MODEL_CARD.md", "device.json", "history_float.csv", "history_qat.csv", "curves.png"):
         if (run / src).is_file():
             shutil.copy2(run / src, staging)
-    inside_package = dest.resolve().parent in (run / "x").resolve().parents
+    beside_package = dest.resolve().parent.parent in (run / "x").resolve().parents  # a clone's runs/ or the package
     for kind, file in (("float", "model.keras"), ("qat", "qat.h5")):
         if copy_keras:
             shutil.copy2(run / file, staging)
             facts["keras"][kind] = file
-        elif inside_package:
+        elif beside_package:
             facts["keras"][kind] = os.path.relpath((run / file).resolve(), folder.resolve())
     if bench:
         facts.update(bench_latency(bench, staging / Path(facts["files"]["int8-qat"]).name))
