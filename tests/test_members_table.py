@@ -9,17 +9,17 @@ from firmware_host.infer.model_info import read_info
 from tests.conftest import ROOT, assert_user_error, run_cli
 
 REFERENCE = ROOT / "edge_age" / "reference"
-M_FILE = ROOT / "edge_age" / "family" / "m" / "age_gender_int8-qat.tflite"
-S_FILE = ROOT / "edge_age" / "family" / "s" / "age_gender_int8-qat.tflite"
+S_FILE = ROOT / "edge_age" / "family" / "s" / "age_gender_int8-qat.tflite"  # the reference network, 96 px
+N_FILE = ROOT / "edge_age" / "family" / "n" / "age_gender_int8-qat.tflite"
 FIGURES = ("mae", "cs5", "gender_accuracy")
 
 
 @pytest.fixture(scope="module")
 def bench(converted, faces, split, tmp_path_factory) -> Path:
-    """One real bench of the tiny run's int8-qat file and the bundled m file, 1 and 2 threads, scored on the
+    """One real bench of the tiny run's int8-qat file and the bundled s file, 1 and 2 threads, scored on the
     test side of the split."""
     out = tmp_path_factory.mktemp("members-bench")
-    proc = run_cli("bench", converted / "age_gender_int8-qat.tflite", M_FILE, "--data", faces, "--split", split,
+    proc = run_cli("bench", converted / "age_gender_int8-qat.tflite", S_FILE, "--data", faces, "--split", split,
                    "--threads", "1,2", "--runs", "3", "--warmup", "1", "--rounds", "1", "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out / "bench.json"
@@ -41,13 +41,13 @@ def _line(markdown: str, name: str) -> str:
 def test_the_table_holds_the_figures_of_its_sources(tiny_run, converted, bench, tmp_path):
     out = tmp_path / "table"
     proc = run_cli("members-table", "--teacher", f"m96-seed0={REFERENCE}", "--member", f"tiny={tiny_run}:{converted}",
-                   "--file", f"m-bundled={M_FILE}", "--bench", bench, "--out", out)
+                   "--file", f"s-bundled={S_FILE}", "--bench", bench, "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = json.loads((out / "members_table.json").read_text())
     markdown = (out / "members_table.md").read_text()
     assert proc.stdout.startswith(markdown)
     rows = {r["name"]: r for r in table["rows"]}
-    assert [r["name"] for r in table["rows"]] == ["m96-seed0", "tiny", "m-bundled"]
+    assert [r["name"] for r in table["rows"]] == ["m96-seed0", "tiny", "s-bundled"]
     bench_record = json.loads(bench.read_text())
 
     # The tiny member: its run folder, its conversion and the bench.
@@ -71,9 +71,9 @@ def test_the_table_holds_the_figures_of_its_sources(tiny_run, converted, bench, 
         assert f" {value:.3f} |" in line
     assert f"| {tiny['params']:,} | {tiny['macs']:,} | 1 + 1 |" in line
 
-    # The reference as a teacher network: no history kept, no conversion; params and MACs as bundled for m.
+    # The reference as a teacher network: no history kept, no conversion; params and MACs as bundled for s.
     ref = rows["m96-seed0"]
-    bundled = json.loads((M_FILE.parent / "member.json").read_text())
+    bundled = json.loads((S_FILE.parent / "member.json").read_text())
     ref_metrics = json.loads((REFERENCE / "metrics.json").read_text())
     assert ref["role"] == "teacher network" and ref["arch"] == bundled["arch"] == "mobilenet_v2 alpha 1.0"
     assert (ref["params"], ref["macs"], ref["input_size"]) == (bundled["params"], bundled["macs"], 96)
@@ -84,13 +84,13 @@ def test_the_table_holds_the_figures_of_its_sources(tiny_run, converted, bench, 
     assert "| 24 + 3 * |" in line and f"| {ref_metrics['float']['mae']:.3f} |" in line and line.endswith("| - | - |")
 
     # The file with no run folder: its row from the bench alone.
-    file_row = rows["m-bundled"]
-    scored = next(m for m in bench_record["models"] if Path(m["file"]) == M_FILE.resolve())["accuracy"]["cpu"]
+    file_row = rows["s-bundled"]
+    scored = next(m for m in bench_record["models"] if Path(m["file"]) == S_FILE.resolve())["accuracy"]["cpu"]
     assert file_row["accuracy"]["int8-qat"] == _figures(scored) and file_row["input_size"] == 96
-    assert file_row["latency_ms_p50"] == _p50(bench_record, M_FILE) and file_row["params"] is None
-    assert f"| {scored['mae']:.3f} |" in _line(markdown, "m-bundled")
-    decoding = read_info(M_FILE).decoding.describe()
-    assert file_row["decoding"] == decoding and f"| {decoding} |" in _line(markdown, "m-bundled")
+    assert file_row["latency_ms_p50"] == _p50(bench_record, S_FILE) and file_row["params"] is None
+    assert f"| {scored['mae']:.3f} |" in _line(markdown, "s-bundled")
+    decoding = read_info(S_FILE).decoding.describe()
+    assert file_row["decoding"] == decoding and f"| {decoding} |" in _line(markdown, "s-bundled")
     assert ref["decoding"] is None and tiny["decoding"] == read_info(converted / "age_gender_int8-qat.tflite") \
         .decoding.describe()
 
@@ -104,8 +104,8 @@ def test_the_table_holds_the_figures_of_its_sources(tiny_run, converted, bench, 
     (["--teacher", "t={missing}"], ["--teacher t:", "is not a folder"]),
     (["--teacher", "t={empty}"], ["--teacher t:", "is not a training run folder", "no config.json"]),
     (["--member", "a={reference}:{empty}"], ["--member a:", "no convert_report.json"]),
-    (["--file", "s={s_file}"], ["--file s", "give --bench"]),
-    (["--file", "s={s_file}", "--bench", "{bench}"], ["has no CPU latency of age_gender_int8-qat.tflite"]),
+    (["--file", "n={n_file}"], ["--file n", "give --bench"]),
+    (["--file", "n={n_file}", "--bench", "{bench}"], ["has no CPU latency of age_gender_int8-qat.tflite"]),
     (["--teacher", "a={reference}", "--member", "a={reference}"], ["own name", "a given twice"]),
     (["--teacher", "a={reference}", "--bench", "{missing}"], ["--bench", "does not exist"]),
     (["--bench", "{bench}"], ["no rows"]),
@@ -113,7 +113,7 @@ def test_the_table_holds_the_figures_of_its_sources(tiny_run, converted, bench, 
 def test_bad_rows_get_one_line_errors(args, fragments, bench, tmp_path):
     (tmp_path / "empty").mkdir()
     paths = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "reference": REFERENCE,
-             "s_file": S_FILE, "bench": bench}
+             "n_file": N_FILE, "bench": bench}
     proc = run_cli("members-table", *(a.format(**paths) for a in args), "--out", tmp_path / "table")
     assert_user_error(proc, *fragments)
     assert not (tmp_path / "table" / "members_table.md").exists()
