@@ -138,6 +138,9 @@ def test_convert_fits_each_8bit_file_on_its_own_outputs(faces, split, tmp_path):
                    "--split", split, "--out", out, "--threshold", "100", "--fit-decoding")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "age_gender_float32.json").read_text())["age_decoding"] == MIRRORED
+    page = (out / "convert_report.md").read_text()
+    assert "| float32 | median, corrected (3 knots), mirror-averaged | the Keras model's (device.json) |" in page
+    assert "| int8-qat | " in page and page.count("| this file's outputs, validation side |") == 2
     report = {t["target"]: t["details"] for t in json.loads((out / "convert_report.json").read_text())["targets"]}
     for target in ("int8-qat", "edgetpu"):
         tflite = out / f"age_gender_{target}.tflite"

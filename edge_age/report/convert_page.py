@@ -22,6 +22,9 @@ QUANTIZATION_ERROR = ("Age error from quantization: per debug face, |age from th
                       "file|, in years (the end of what the per-layer tables follow). For a QAT file the reference is "
                       "its own weights without fake quantization, so this is not |Δage|, which compares with the QAT "
                       "Keras model.")
+DECODING = ("How each file reads an age from its outputs, as its sidecar's age_decoding says: the Keras model's "
+            "decoding from device.json, or, with convert --fit-decoding, one fitted on the 8-bit file's own outputs "
+            "on the split's validation side. The figures above are read so.")
 WORST = 10
 NO_PLOTS = "No plots: matplotlib is not installed here (pip install 'edge-age[report]')."
 
@@ -130,6 +133,11 @@ def sections(report: dict, out: Path) -> list[Section]:
          Section("Keras models", "" if keras_rows else "none", ["model", "n", "MAE", "CS@5", "gender"] if keras_rows
                  else None, keras_rows),
          Section("TFLite files", DELTA_AGE, HEADER, [_row(r) for r in report["targets"]])]
+    decodings = [[r["target"], r["details"]["age_decoding"], "this file's outputs, validation side"
+                  if r["details"].get("age_decoding_fitted_on_file") else "the Keras model's (device.json)"]
+                 for r in report["targets"] if r["details"].get("age_decoding")]
+    if decodings:
+        s.append(Section("Age decoding", DECODING, ["target", "decoding", "fitted on"], decodings))
     analysed = _analysed(report)
     if analysed:
         s.append(Section("Float against quantized, at the output", QUANTIZATION_ERROR,
