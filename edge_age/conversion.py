@@ -158,15 +158,11 @@ def convert(model: Path | None = None, targets: list[str] | None = None, out: Pa
 
 def _decoding_fit(faces: Samples, split: Path, *, mirror: bool):
     """What fits a file's age decoding on its own outputs on ``faces`` (the split's validation side)."""
-    from edge_age.eval.correction import fit_age_decoding
-    from firmware_host.files.paths import file_sha256
-    from firmware_host.infer.predictor import tflite_outputs
-    split_sha256 = file_sha256(split)
+    from functools import partial
 
-    def fit(path: Path) -> dict:
-        return fit_age_decoding(tflite_outputs(path, faces.images, mirror=mirror)[0], faces.ages, mirror=mirror,
-                                source=path.name, split_sha256=split_sha256)
-    return fit
+    from edge_age.eval.correction import fit_tflite
+    from firmware_host.files.paths import file_sha256
+    return partial(fit_tflite, images=faces.images, ages=faces.ages, mirror=mirror, split_sha256=file_sha256(split))
 
 
 def _search_faces(data, split: Path | None, size: int, validation: Samples) -> Samples:

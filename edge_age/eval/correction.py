@@ -96,6 +96,13 @@ def describe_fit(decoding: dict) -> str:
             f"({fit['faces']:,} faces)")
 
 
+def fit_tflite(model: Path, images: np.ndarray, ages: np.ndarray, *, mirror: bool, split_sha256: str) -> dict:
+    """The age decoding of a ``.tflite`` file fitted on its own outputs for the validation faces ``images``."""
+    from firmware_host.infer.predictor import tflite_outputs
+    return fit_age_decoding(tflite_outputs(model, images, mirror=mirror)[0], ages, mirror=mirror,
+                            source=Path(model).name, split_sha256=split_sha256)
+
+
 def fit_model_file(model: Path, data, split: Path, *, mirror: bool = False) -> tuple[dict, Path]:
     """Fit the age decoding of a model file on the validation side of ``split`` (``mirror``: on outputs averaged
     with the mirror images') and store it: a Keras model's in the ``device.json`` beside it (``convert`` and
@@ -113,11 +120,9 @@ def fit_model_file(model: Path, data, split: Path, *, mirror: bool = False) -> t
     record = {"source": model.name, "split_sha256": file_sha256(split)}
     if model.suffix == ".tflite":
         from firmware_host.infer.model_info import read_info, write_age_decoding
-        from firmware_host.infer.predictor import tflite_outputs
         read_info(model)  # a file without a valid sidecar has nowhere to keep its decoding
         faces = labelled_faces(data, model_input_size(model), split, "val")
-        decoding = fit_age_decoding(tflite_outputs(model, faces.images, mirror=mirror)[0], faces.ages,
-                                    mirror=mirror, **record)
+        decoding = fit_tflite(model, faces.images, faces.ages, mirror=mirror, split_sha256=record["split_sha256"])
         return decoding, write_age_decoding(model, decoding)
     from edge_age.train.model_io import load_model, read_device_facts, write_age_decoding
     read_device_facts(model)  # a broken device.json stops before the model runs
