@@ -86,7 +86,7 @@ def run_facts(run: Path) -> dict:
         epochs = {"float": config.get("epochs"), "qat": config.get("qat_epochs")}
     return {"arch": spec.describe(), "input_size": spec.input_size, "params": int(model.count_params()),
             "macs": macs(model), "epochs": epochs, "epochs_from": "history" if history else "config",
-            "train_minutes": training_minutes(run) or metrics.get("train_minutes"),
+            "train_minutes": training_minutes(history) or metrics.get("train_minutes"),
             "evaluated_on": metrics.get("evaluated_on"),
             "accuracy": {kind: _figures(metrics.get(kind)) for kind in ("float", "qat")}}
 

@@ -63,12 +63,12 @@ def read_history(run: Path) -> dict[str, list[dict]]:
     return out
 
 
-def training_minutes(run: Path) -> float | None:
-    """Wall minutes of the run's finished epochs, float and QAT, from the ``seconds`` of each history row (the last
-    row of an epoch a resumed process logged again): every process that trained the run counts. None without
-    history."""
+def training_minutes(history: dict[str, list[dict]]) -> float | None:
+    """Wall minutes of a run's finished epochs, float and QAT, from the ``seconds`` of each row of its
+    ``read_history`` (the last row of an epoch a resumed process logged again): every process that trained the run
+    counts. None without history."""
     seconds = {}
-    for phase, rows in read_history(run).items():
+    for phase, rows in history.items():
         for row in rows:
             if row.get("seconds"):
                 seconds[phase, row.get("epoch")] = float(row["seconds"])

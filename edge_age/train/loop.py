@@ -287,9 +287,10 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     """Train (float, then QAT when ``config.qat_epochs``), evaluate on the test side, write the run folder."""
     from edge_age.eval.correction import fit_after_training
     from edge_age.eval.evaluation import evaluate_arrays
-    from edge_age.report.train_plots import training_curves, training_minutes
+    from edge_age.report.train_plots import read_history, training_curves, training_minutes
     from edge_age.train.model_card import write_model_card
 
+    data = data_path(data)  # $EDGE_AGE_DATA when not given: the model card names what was read
     split = read_split(split_path)
     config = _prepare_run(run, config.check(), resume)
     arrays, fingerprint = split_arrays(data, split, config.spec.input_size)
@@ -306,7 +307,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
     with strategy.scope():
         model = start_model(config.spec, _start_weights(run, config, resume))
     write_json(run / "config.json", config.to_dict())
-    write_device_facts(run, config.spec, native_size(data_path(data)))
+    write_device_facts(run, config.spec, native_size(data))
     if not (run / "model.keras").is_file():
         _fit(model, config, arrays, run, "float", epochs=config.epochs, lr=config.lr, strategy=strategy,
              teacher=teacher)
@@ -326,7 +327,7 @@ def train(data, split_path: Path, run: Path, config: TrainConfig, resume: bool =
         qat = load_model(run / "qat.h5")
         metrics["qat"] = evaluate_arrays(qat, arrays[held_out])
         metrics["validation"]["qat"] = evaluate_arrays(qat, arrays["val"])
-    metrics["train_minutes"] = training_minutes(run) or round((time.time() - started) / 60, 2)
+    metrics["train_minutes"] = training_minutes(read_history(run)) or round((time.time() - started) / 60, 2)
     metrics["split_sha256"] = file_sha256(split_path)
     write_json(run / "metrics.json", metrics)
     training_curves(run)
